@@ -1,0 +1,3 @@
+"""ComplexIF: a reproducible pipeline for complex instruction following."""
+
+__version__ = "0.1.0"

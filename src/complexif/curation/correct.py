@@ -1,0 +1,43 @@
+"""The correct stage's logic: join responses to their instructions and run discrimination."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from complexif.config import CorrectConfig
+from complexif.curation.discrimination import CorrectionSettings, correct_all, start_trajectory, summarize
+from complexif.io import DataError
+from complexif.llm.base import LLM
+from complexif.llm.factory import generation_params
+from complexif.llm.prompts import PromptTemplate
+
+
+def correct_responses(
+    instructions: Sequence[dict[str, Any]],
+    responses: Sequence[dict[str, Any]],
+    cfg: CorrectConfig,
+    template: PromptTemplate,
+    teacher: Callable[[], LLM] | None = None,
+    on_round: Callable[[int, dict[str, int]], None] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    by_id = {r["id"]: r for r in instructions}
+    trajectories = []
+    for resp in responses:
+        ins = by_id.get(resp["instruction_id"])
+        if ins is None:
+            raise DataError(f"response {resp['id']}: unknown instruction_id {resp['instruction_id']!r}")
+        trajectories.append(start_trajectory(resp["id"], ins, resp["response"]))
+    settings = CorrectionSettings(
+        strategy=cfg.strategy,
+        max_rounds=cfg.max_rounds,
+        teacher_attempts_per_constraint=cfg.teacher_attempts_per_constraint,
+        teacher_params=generation_params(cfg.teacher.generation),
+    )
+    correct_all(trajectories, settings, template, teacher=teacher, on_round=on_round)
+    records = []
+    for t in trajectories:
+        rec = t.to_record()
+        rec["prompt_template_version"] = template.version
+        records.append(rec)
+    return records, summarize(trajectories)

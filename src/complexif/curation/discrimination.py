@@ -1,0 +1,215 @@
+"""From-Complex-to-Simple "discrimination": fix a response one failed constraint at a time.
+
+Each response is verified against every constraint of its instruction. While some constraint fails,
+the first failing one is fixed, by an exact program repair where one exists (when the strategy
+allows) or else by the teacher LLM, and the candidate is re-verified. The published code trusted
+the teacher's fix; here a candidate is accepted only if the target constraint now passes and no
+constraint that passed before now fails, so the chain of accepted answers improves monotonically
+and the final answer of a ``verified`` trajectory passes every constraint by construction.
+
+The whole trajectory is kept: the SFT target is the final verified answer, every earlier failing
+answer in the accepted chain is a DPO ``rejected`` beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from complexif.constraints.repair import REPAIRABLE_IDS, repair
+from complexif.constraints.verify import check_all, describe
+from complexif.llm.base import LLM, ChatRequest, GenerationParams
+from complexif.llm.prompts import PromptTemplate
+
+log = logging.getLogger(__name__)
+
+Strategy = Literal["program", "teacher", "program_then_teacher"]
+
+
+@dataclass
+class Attempt:
+    step: int
+    method: Literal["initial", "program", "teacher"]
+    constraint: str | None
+    constraint_index: int | None
+    response: str
+    verdicts: list[bool]
+    accepted: bool
+    model: str | None = None
+
+
+@dataclass
+class Trajectory:
+    """The correction history of one response. ``current`` is the last accepted answer."""
+
+    id: str
+    instruction_id: str
+    prompt: str
+    instruction_id_list: list[str]
+    kwargs: list[dict[str, Any]]
+    attempts: list[Attempt] = field(default_factory=list)
+    # (constraint index, method) -> attempts used; a pair at its budget is not tried again.
+    tried: dict[tuple[int, str], int] = field(default_factory=dict)
+
+    @property
+    def current(self) -> Attempt:
+        return next(a for a in reversed(self.attempts) if a.accepted)
+
+    @property
+    def verified(self) -> bool:
+        return all(self.current.verdicts)
+
+    def accepted_chain(self) -> list[Attempt]:
+        return [a for a in self.attempts if a.accepted]
+
+    def to_record(self) -> dict[str, Any]:
+        final = self.current
+        return {
+            "id": self.id,
+            "instruction_id": self.instruction_id,
+            "prompt": self.prompt,
+            "instruction_id_list": self.instruction_id_list,
+            "kwargs": self.kwargs,
+            "n_constraints": len(self.instruction_id_list),
+            "status": "verified" if self.verified else "unresolved",
+            "initial_pass": all(self.attempts[0].verdicts),
+            "final_response": final.response,
+            "final_verdicts": final.verdicts,
+            "n_fixes": sum(1 for a in self.attempts if a.accepted and a.method != "initial"),
+            "trajectory": [asdict(a) for a in self.attempts],
+        }
+
+
+@dataclass(frozen=True)
+class CorrectionSettings:
+    strategy: Strategy = "program_then_teacher"
+    max_rounds: int = 8
+    teacher_attempts_per_constraint: int = 1
+    teacher_params: GenerationParams = field(default_factory=GenerationParams)
+
+
+def _accept(old: list[bool], new: list[bool], target: int) -> bool:
+    return new[target] and all(n or not o for o, n in zip(old, new, strict=True))
+
+
+def _next_move(traj: Trajectory, settings: CorrectionSettings) -> tuple[int, str] | None:
+    """The first failing constraint that still has a method left to try, and that method."""
+    for idx, ok in enumerate(traj.current.verdicts):
+        if ok:
+            continue
+        cid = traj.instruction_id_list[idx]
+        if settings.strategy in ("program", "program_then_teacher") and cid in REPAIRABLE_IDS:
+            if traj.tried.get((idx, "program"), 0) < 1:
+                return idx, "program"
+        if settings.strategy in ("teacher", "program_then_teacher"):
+            if traj.tried.get((idx, "teacher"), 0) < settings.teacher_attempts_per_constraint:
+                return idx, "teacher"
+    return None
+
+
+def start_trajectory(record_id: str, instruction: dict[str, Any], response: str) -> Trajectory:
+    traj = Trajectory(
+        id=record_id,
+        instruction_id=instruction["id"],
+        prompt=instruction["prompt"],
+        instruction_id_list=list(instruction["instruction_id_list"]),
+        kwargs=[dict(k) for k in instruction["kwargs"]],
+    )
+    verdicts = check_all(traj.instruction_id_list, traj.kwargs, response, prompt=traj.prompt)
+    traj.attempts.append(Attempt(0, "initial", None, None, response, verdicts, accepted=True))
+    return traj
+
+
+def _record(traj: Trajectory, method: str, idx: int, response: str, model: str | None) -> bool:
+    verdicts = check_all(traj.instruction_id_list, traj.kwargs, response, prompt=traj.prompt)
+    ok = _accept(traj.current.verdicts, verdicts, idx)
+    traj.attempts.append(
+        Attempt(len(traj.attempts), method, traj.instruction_id_list[idx], idx, response, verdicts, ok, model)  # type: ignore[arg-type]
+    )
+    return ok
+
+
+def teacher_request(traj: Trajectory, idx: int, template: PromptTemplate, params: GenerationParams) -> ChatRequest:
+    constraint = describe(traj.instruction_id_list[idx], traj.kwargs[idx], prompt=traj.prompt)
+    content = template.render(instruction=traj.prompt, response=traj.current.response, constraint=constraint)
+    return ChatRequest(
+        id=f"{traj.id}:{len(traj.attempts)}:{idx}",
+        messages=({"role": "user", "content": content},),
+        params=params,
+    )
+
+
+def correct_all(
+    trajectories: Sequence[Trajectory],
+    settings: CorrectionSettings,
+    template: PromptTemplate,
+    teacher: Callable[[], LLM] | None = None,
+    on_round: Callable[[int, dict[str, int]], None] | None = None,
+) -> list[Trajectory]:
+    """Run correction rounds over all trajectories; teacher calls are batched per round.
+
+    ``teacher`` is a factory so the teacher model is loaded only if some constraint needs it.
+    """
+    teacher_llm: LLM | None = None
+    for rnd in range(1, settings.max_rounds + 1):
+        pending: list[tuple[Trajectory, int]] = []
+        stats = {"program_accepted": 0, "program_rejected": 0, "teacher_requests": 0}
+        for traj in trajectories:
+            if traj.verified:
+                continue
+            move = _next_move(traj, settings)
+            if move is None:
+                continue
+            idx, method = move
+            traj.tried[(idx, method)] = traj.tried.get((idx, method), 0) + 1
+            if method == "program":
+                fixed = repair(traj.instruction_id_list[idx], traj.kwargs[idx], traj.current.response, prompt=traj.prompt)
+                if fixed is None:
+                    stats["program_rejected"] += 1
+                    continue
+                stats["program_accepted" if _record(traj, "program", idx, fixed, "program") else "program_rejected"] += 1
+            else:
+                pending.append((traj, idx))
+        if pending:
+            if teacher is None:
+                raise ValueError("strategy needs a teacher model but none was configured")
+            if teacher_llm is None:
+                teacher_llm = teacher()
+            requests = [teacher_request(t, i, template, settings.teacher_params) for t, i in pending]
+            stats["teacher_requests"] = len(requests)
+            responses = teacher_llm.generate(requests)
+            for (traj, idx), resp in zip(pending, responses, strict=True):
+                _record(traj, "teacher", idx, resp.text, resp.model)
+        active = sum(1 for t in trajectories if not t.verified and _next_move(t, settings) is not None)
+        stats["still_active"] = active
+        log.info("correction round %d: %s", rnd, stats)
+        if on_round:
+            on_round(rnd, stats)
+        if not pending and stats["program_accepted"] == 0 and stats["program_rejected"] == 0:
+            break
+    return trajectories
+
+
+def summarize(trajectories: Sequence[Trajectory]) -> dict[str, float]:
+    n = len(trajectories)
+    verified = sum(t.verified for t in trajectories)
+    initial = sum(all(t.attempts[0].verdicts) for t in trajectories)
+    by_method: dict[str, int] = {}
+    for t in trajectories:
+        for a in t.attempts[1:]:
+            key = f"{a.method}_{'accepted' if a.accepted else 'rejected'}"
+            by_method[key] = by_method.get(key, 0) + 1
+    n_c = sum(len(t.instruction_id_list) for t in trajectories)
+    init_pass_c = sum(sum(t.attempts[0].verdicts) for t in trajectories)
+    out: dict[str, float] = {
+        "n_responses": n,
+        "initial_all_pass": initial,
+        "verified": verified,
+        "unresolved": n - verified,
+        "verified_rate": verified / n if n else 0.0,
+        "initial_constraint_pass_rate": init_pass_c / n_c if n_c else 0.0,
+    }
+    out.update({k: float(v) for k, v in sorted(by_method.items())})
+    return out

@@ -1,0 +1,95 @@
+"""Atomic file output and validated JSONL input.
+
+Every artifact is written to a temp file in the target directory and renamed into place, so a crash
+never leaves half a file behind. JSONL readers name the file and line of any bad record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, line and field."""
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
+    """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        kwargs = {} if "b" in mode else {"encoding": encoding}
+        with os.fdopen(fd, mode, **kwargs) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_jsonl(path: str | os.PathLike[str], records: Iterable[dict[str, Any]]) -> int:
+    """Write records atomically as JSON lines; return how many were written."""
+    n = 0
+    with atomic_open(path) as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            n += 1
+    return n
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, indent: int = 2) -> None:
+    with atomic_open(path) as fh:
+        json.dump(obj, fh, ensure_ascii=False, indent=indent)
+        fh.write("\n")
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_number, record)``; blank lines are skipped, bad JSON is a DataError."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+            yield lineno, rec
+
+
+def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    return [rec for _, rec in iter_jsonl(path)]
+
+
+def require_fields(path: str | os.PathLike[str], lineno: int, rec: dict[str, Any], fields: dict[str, type | tuple[type, ...]]) -> None:
+    """Raise a DataError naming file, line and field when a required field is missing or mistyped."""
+    for name, typ in fields.items():
+        if name not in rec:
+            raise DataError(f"{path}:{lineno}: missing field {name!r}")
+        if not isinstance(rec[name], typ):
+            expected = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            raise DataError(
+                f"{path}:{lineno}: field {name!r} must be {expected}, got {type(rec[name]).__name__}"
+            )

@@ -1,0 +1,156 @@
+"""Local generation with transformers: batched, left-padded, KV-cached, CPU or GPU."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from complexif.llm.base import ChatRequest, ChatResponse, GenerationParams
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but no CUDA device is available")
+    return device
+
+
+def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto"):
+    """Load a causal LM and its tokenizer, ready for left-padded batched generation."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device = resolve_device(device)
+    if dtype == "auto":
+        torch_dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    else:
+        torch_dtype = getattr(torch, dtype)
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+class TransformersLLM:
+    """Chat generation with a local model.
+
+    Requests are sorted by prompt length before batching so a batch wastes little on padding; the
+    answers come back in request order. Greedy unless ``temperature > 0``; sampling is seeded per
+    batch so a re-run reproduces its answers.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        batch_size: int = 16,
+        device: str = "auto",
+        dtype: str = "auto",
+        name: str | None = None,
+    ) -> None:
+        self.model_path = str(model_path)
+        self.name = name or Path(self.model_path).name
+        self.batch_size = batch_size
+        self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype)
+        self.device = self.model.device
+
+    def _render(self, request: ChatRequest) -> str:
+        return self.tokenizer.apply_chat_template(
+            list(request.messages), tokenize=False, add_generation_prompt=True
+        )
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResponse]:
+        if not requests:
+            return []
+        texts = [self._render(r) for r in requests]
+        lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
+        # Group requests with identical generation params so one batch shares one generate() call.
+        order = sorted(range(len(requests)), key=lambda i: (_params_key(requests[i].params), lengths[i]))
+        results: list[ChatResponse | None] = [None] * len(requests)
+        bar = tqdm(total=len(requests), desc=f"generate[{self.name}]", unit="req", disable=not progress)
+        batch: list[int] = []
+        for idx in order:
+            if batch and (
+                len(batch) == self.batch_size
+                or requests[batch[0]].params != requests[idx].params
+            ):
+                self._run_batch(batch, requests, texts, results)
+                bar.update(len(batch))
+                batch = []
+            batch.append(idx)
+        if batch:
+            self._run_batch(batch, requests, texts, results)
+            bar.update(len(batch))
+        bar.close()
+        return [r for r in results if r is not None]
+
+    @torch.inference_mode()
+    def _run_batch(
+        self,
+        batch: list[int],
+        requests: Sequence[ChatRequest],
+        texts: list[str],
+        results: list[ChatResponse | None],
+    ) -> None:
+        params: GenerationParams = requests[batch[0]].params
+        enc = self.tokenizer(
+            [texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(self.device)
+        gen_kwargs = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": params.do_sample,
+            "pad_token_id": self.tokenizer.pad_token_id,
+        }
+        if params.do_sample:
+            gen_kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            torch.manual_seed(params.seed)
+        else:
+            # Unset sampling defaults from generation_config so greedy decoding raises no warnings.
+            gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+        out = self.model.generate(**enc, **gen_kwargs)
+        prompt_len = enc.input_ids.shape[1]
+        eos_ids = _eos_ids(self.model, self.tokenizer)
+        for row, idx in enumerate(batch):
+            new_tokens = out[row, prompt_len:]
+            mask = new_tokens != self.tokenizer.pad_token_id
+            ids = new_tokens.tolist()
+            n_new = len(ids)
+            finish = "length"
+            for pos, tok in enumerate(ids):
+                if tok in eos_ids:
+                    n_new, finish = pos, "stop"
+                    break
+            text = self.tokenizer.decode(ids[:n_new], skip_special_tokens=True).strip()
+            results[idx] = ChatResponse(
+                request_id=requests[idx].id,
+                text=text,
+                model=self.name,
+                finish_reason=finish,
+                prompt_tokens=int(enc.attention_mask[row].sum()),
+                completion_tokens=int(min(n_new, int(mask.sum()) if finish == "length" else n_new)),
+            )
+
+
+def _params_key(p: GenerationParams) -> tuple:
+    return (p.max_new_tokens, p.temperature, p.top_p, p.seed)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(eos)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids

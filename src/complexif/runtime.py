@@ -1,0 +1,80 @@
+"""What every DVC stage entry point shares: params, logging, the MLflow run, the quality gate,
+and turning the errors a user can fix into a one-paragraph message instead of a traceback."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from complexif.config import ConfigError, Params, load_params
+from complexif.io import DataError, write_jsonl
+
+log = logging.getLogger("complexif.stage")
+
+
+def setup_logging() -> None:
+    level = os.environ.get("COMPLEXIF_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    # Libraries that narrate every request or migration at INFO drown the stage's own progress.
+    for noisy in ("httpx", "alembic", "mlflow", "great_expectations", "urllib3", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence[str]) -> None:
+    """Load params, open the stage's MLflow run (logging ``sections`` of params) and run ``body``.
+
+    User-fixable failures (bad params, bad data, a failed quality gate) exit with status 1 and a
+    readable message; anything else is a bug and keeps its traceback.
+    """
+    from complexif.quality.gate import GateFailed
+    from complexif.tracking import stage_run
+
+    setup_logging()
+    try:
+        params = load_params(os.environ.get("COMPLEXIF_PARAMS", "params.yaml"))
+        logged = {s: params.model_dump(mode="json")[s] for s in sections}
+        with stage_run(name, logged) as run:
+            body(params, run)
+    except GateFailed as exc:
+        print(f"\n[{name}] stopped by the quality gate:\n{exc}", file=sys.stderr)
+        sys.exit(1)
+    except (ConfigError, DataError) as exc:
+        print(f"\n[{name}] {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def gate_records(records: list[dict[str, Any]], suite: str, params: Params, run: Any, artifact: str) -> None:
+    """Validate records with the suite's expectations before they are written; stop on failure."""
+    import pandas as pd
+
+    from complexif.quality.gate import gate
+
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    result_path = Path(params.paths.gates_dir) / f"{suite}.json"
+    result = gate(
+        df,
+        suite,
+        expectations_dir=Path(params.paths.expectations_dir),
+        result_path=result_path,
+        artifact=artifact,
+    )
+    run.log_metrics({f"gate.{suite}.rows": float(result.n_rows), f"gate.{suite}.seconds": result.duration_s})
+    run.log_artifact(result_path)
+
+
+def write_gated(records: list[dict[str, Any]], path: str, suite: str, params: Params, run: Any) -> None:
+    """Gate, then write atomically: a file that fails its gate never appears on disk."""
+    gate_records(records, suite, params, run, artifact=path)
+    write_jsonl(path, records)
+    log.info("wrote %d records to %s", len(records), path)
+
+
+def model_path(params: Params, name: str) -> Path:
+    """A role's model: a pipeline model name (base/sft/dpo) maps to models/<name>; else a path/hub id."""
+    if name in ("base", "sft", "dpo"):
+        return params.paths.model_dir(name)
+    return Path(name)

@@ -1,0 +1,22 @@
+"""DVC stage: TRL DPO (+ SFT loss on chosen) + LoRA from models/sft -> models/dpo (merged)."""
+
+from complexif.io import read_jsonl
+from complexif.runtime import run_stage
+from complexif.training.dpo import train_dpo
+from complexif.training.report import log_training
+
+
+def main(params, run) -> None:
+    result = train_dpo(
+        read_jsonl(params.paths.dpo),
+        params.paths.model_dir("sft"),
+        params.paths.model_dir("dpo"),
+        params.train.dpo,
+        device=params.train.device,
+        report_to=run.report_to,
+    )
+    log_training(run, result, f"{params.paths.metrics_dir}/train_dpo.json", f"{params.paths.reports_dir}/train_dpo_loss.csv")
+
+
+if __name__ == "__main__":
+    run_stage("train_dpo", main, ["train"])

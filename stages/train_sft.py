@@ -1,0 +1,24 @@
+"""DVC stage: TRL SFT + LoRA from models/base -> models/sft (merged)."""
+
+from complexif.io import read_jsonl
+from complexif.runtime import run_stage
+from complexif.training.report import log_training
+from complexif.training.sft import train_sft
+
+
+def main(params, run) -> None:
+    records = read_jsonl(params.paths.sft)
+    result = train_sft(
+        records,
+        params.paths.model_dir("base"),
+        params.paths.model_dir("sft"),
+        params.train.sft,
+        device=params.train.device,
+        curriculum=params.build_data.curriculum == "easy_to_hard",
+        report_to=run.report_to,
+    )
+    log_training(run, result, f"{params.paths.metrics_dir}/train_sft.json", f"{params.paths.reports_dir}/train_sft_loss.csv")
+
+
+if __name__ == "__main__":
+    run_stage("train_sft", main, ["train"])
