@@ -1,0 +1,90 @@
+"""SFT and DPO run for real (2 steps) on a tiny local model and write a loadable merged model."""
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from complexif.config import DPOTrainConfig, LoraConfig, SFTTrainConfig
+from complexif.training.data import dpo_dataset, sft_dataset
+from complexif.training.dpo import train_dpo
+from complexif.training.sft import train_sft
+
+LORA = LoraConfig(r=4, alpha=8, dropout=0.0)
+
+
+def _sft_records(n=4):
+    return [
+        {
+            "id": f"s{i}",
+            "messages": [
+                {"role": "user", "content": f"Write the word {w} in capitals."},
+                {"role": "assistant", "content": w.upper()},
+            ],
+        }
+        for i, w in enumerate(["apple", "river", "stone", "cloud"][:n])
+    ]
+
+
+def _dpo_records():
+    return [
+        {
+            "id": f"d{i}",
+            "prompt": [{"role": "user", "content": f"Say {w} in lowercase."}],
+            "chosen": [{"role": "assistant", "content": w}],
+            "rejected": [{"role": "assistant", "content": w.upper()}],
+        }
+        for i, w in enumerate(["apple", "river", "stone", "cloud"])
+    ]
+
+
+def _weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_sft_dataset_puts_the_loss_on_the_last_assistant_turn():
+    ds = sft_dataset(_sft_records(1))
+    assert ds[0]["prompt"] == [{"role": "user", "content": "Write the word apple in capitals."}]
+    assert ds[0]["completion"] == [{"role": "assistant", "content": "APPLE"}]
+    with pytest.raises(ValueError, match="last message must be the assistant"):
+        sft_dataset([{"id": "x", "messages": [{"role": "user", "content": "hi"}]}])
+
+
+def test_dpo_dataset_keeps_conversational_columns():
+    ds = dpo_dataset(_dpo_records())
+    assert set(ds.column_names) == {"prompt", "chosen", "rejected"}
+
+
+def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
+    cfg = SFTTrainConfig(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA)
+    sft = train_sft(_sft_records(), tiny_model_dir, tmp_path / "sft", cfg, device="cpu")
+    assert [row["step"] for row in sft.history] == [1.0, 2.0]
+    assert all(row["loss"] > 0 for row in sft.history)
+    assert sft.metrics["n_examples"] == 4
+    base_w, sft_w = _weights(tiny_model_dir), _weights(tmp_path / "sft")
+    # Merged LoRA: same tensor names as the base (no adapter keys), and some weights moved.
+    assert set(sft_w) <= set(base_w)
+    assert any(not torch.equal(base_w[k], sft_w[k]) for k in sft_w)
+
+    dcfg = DPOTrainConfig(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA)
+    dpo = train_dpo(_dpo_records(), tmp_path / "sft", tmp_path / "dpo", dcfg, device="cpu")
+    assert len(dpo.history) == 2
+    assert "rewards/margins" in dpo.history[-1]
+    assert dpo.metrics["n_pairs"] == 4
+    assert any(not torch.equal(sft_w[k], v) for k, v in _weights(tmp_path / "dpo").items() if k in sft_w)
+
+
+def test_dpo_sft_loss_weight_adds_the_nll_of_chosen(tiny_model_dir, tmp_path):
+    """The first logged loss (before any update) is DPO's log(2) plus w * NLL(chosen)."""
+    base = dict(max_steps=1, per_device_train_batch_size=4, max_length=64, learning_rate=1e-9, lora=LORA)
+    plain = train_dpo(_dpo_records(), tiny_model_dir, tmp_path / "a", DPOTrainConfig(**base, sft_loss_weight=0.0), device="cpu")
+    mixed = train_dpo(_dpo_records(), tiny_model_dir, tmp_path / "b", DPOTrainConfig(**base, sft_loss_weight=1.0), device="cpu")
+    assert plain.history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
+    # A random tiny model has an NLL of roughly log(vocab) ~ 10.8 per token.
+    assert mixed.history[0]["loss"] > plain.history[0]["loss"] + 5
+
+
+def test_empty_data_is_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="no SFT records"):
+        train_sft([], tiny_model_dir, tmp_path / "x", SFTTrainConfig(max_steps=1))
+    with pytest.raises(ValueError, match="no DPO pairs"):
+        train_dpo([], tiny_model_dir, tmp_path / "x", DPOTrainConfig(max_steps=1))
