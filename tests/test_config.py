@@ -1,0 +1,46 @@
+import pytest
+
+from complexif.config import ConfigError, Params, load_params
+from complexif.presets import apply_preset
+from tests.conftest import REPO_ROOT
+
+
+def test_shipped_params_load_and_match_the_defaults_schema():
+    params = load_params(REPO_ROOT / "params.yaml")
+    assert params.evaluate.models == ["base", "sft", "dpo"]
+    assert sum(params.compose.k_distribution.values()) == pytest.approx(1.0)
+
+
+def test_unknown_key_is_an_error_naming_file_and_key(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  sft:\n    max_stpes: 3\n")
+    with pytest.raises(ConfigError) as exc:
+        load_params(path)
+    assert str(path) in str(exc.value) and "train.sft.max_stpes" in str(exc.value)
+
+
+def test_k_distribution_outside_one_to_five_is_rejected(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("compose:\n  k_distribution: {0: 1.0, 6: 1.0}\n")
+    with pytest.raises(ConfigError, match="1..5"):
+        load_params(path)
+
+
+def test_presets_merge_keep_comments_and_validate(tmp_path):
+    out = apply_preset(REPO_ROOT / "presets/tiny.yaml", REPO_ROOT / "params.yaml", tmp_path / "p.yaml")
+    text = out.read_text()
+    assert "# ComplexIF parameters" in text
+    params = load_params(out)
+    assert params.seeds.n == 6
+    assert params.compose.k_distribution == {1: 0.3, 2: 0.4, 3: 0.3}  # replaced, not merged
+    assert params.train.sft.learning_rate == Params().train.sft.learning_rate  # untouched keys kept
+    full = load_params(apply_preset(REPO_ROOT / "presets/full.yaml", REPO_ROOT / "params.yaml", tmp_path / "f.yaml"))
+    assert full.evaluate.ifeval.subset is None and full.seeds.n is None
+
+
+def test_preset_with_unknown_key_is_rejected_before_writing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  sft:\n    max_stpes: 3\n")
+    with pytest.raises(ConfigError, match="max_stpes"):
+        apply_preset(bad, REPO_ROOT / "params.yaml", tmp_path / "out.yaml")
+    assert not (tmp_path / "out.yaml").exists()

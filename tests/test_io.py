@@ -1,0 +1,28 @@
+import pytest
+
+from complexif.io import DataError, atomic_open, iter_jsonl, require_fields, write_jsonl
+
+
+def test_a_crash_while_writing_leaves_the_old_file_whole(tmp_path):
+    path = tmp_path / "out.jsonl"
+    write_jsonl(path, [{"a": 1}])
+    with pytest.raises(RuntimeError):
+        with atomic_open(path) as fh:
+            fh.write('{"a": 2}\n')
+            raise RuntimeError("crash")
+    assert path.read_text() == '{"a": 1}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jsonl"]  # no temp file left behind
+
+
+def test_bad_json_names_file_and_line(tmp_path):
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": \n')
+    with pytest.raises(DataError, match=r"in.jsonl:3: invalid JSON"):
+        list(iter_jsonl(path))
+
+
+def test_missing_or_mistyped_field_names_file_line_and_field(tmp_path):
+    with pytest.raises(DataError, match=r"f.jsonl:4: missing field 'prompt'"):
+        require_fields("f.jsonl", 4, {}, {"prompt": str})
+    with pytest.raises(DataError, match=r"field 'kwargs' must be list, got dict"):
+        require_fields("f.jsonl", 4, {"kwargs": {}}, {"kwargs": list})
