@@ -66,7 +66,7 @@ class SeedsConfig(_Strict):
     sources: list[SeedSource] = Field(default_factory=lambda: [SeedSource(path="data/seed_tasks.jsonl", format="jsonl")])
     min_words: int = 3
     max_words: int = 400
-    near_dup_threshold: float = Field(0.8, ge=0.0, le=1.0)
+    near_dup_threshold: float | None = Field(0.8, gt=0.0, le=1.0, description="null turns near-dup removal off")
     decontam_ngram: int = Field(8, ge=3)
     n: int | None = Field(100, description="How many seeds to keep (stratified); null keeps all.")
     seed: int = 0
