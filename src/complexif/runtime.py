@@ -54,14 +54,22 @@ def gate_records(records: list[dict[str, Any]], suite: str, params: Params, run:
     from complexif.quality.gate import gate
 
     df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    from complexif.quality.gate import GateFailed
+
     result_path = Path(params.paths.gates_dir) / f"{suite}.json"
-    result = gate(
-        df,
-        suite,
-        expectations_dir=Path(params.paths.expectations_dir),
-        result_path=result_path,
-        artifact=artifact,
-    )
+    try:
+        result = gate(
+            df,
+            suite,
+            expectations_dir=Path(params.paths.expectations_dir),
+            result_path=result_path,
+            artifact=artifact,
+        )
+    except GateFailed:
+        # Attach the full validation result to the FAILED run before stopping.
+        if result_path.exists():
+            run.log_artifact(result_path)
+        raise
     run.log_metrics({f"gate.{suite}.rows": float(result.n_rows), f"gate.{suite}.seconds": result.duration_s})
     run.log_artifact(result_path)
 

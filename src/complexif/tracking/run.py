@@ -1,0 +1,440 @@
+"""One MLflow run per DVC stage, nested under the pipeline flow's run when there is one.
+
+DVC owns reproducibility (what was computed from what); MLflow is the browsable record of each
+stage's params, metrics, inputs and artifacts. The run is started with the fluent API on purpose:
+an *active* run is what the Hugging Face / TRL MLflow callback logs training curves into, so
+trainer metrics land in the stage's run without extra wiring. Our own logging goes through an
+explicit ``MlflowClient`` and run id, so it cannot leak into some other active run.
+
+Environment:
+  MLFLOW_TRACKING_URI       tracking store (default ``sqlite:///<cwd>/mlflow.db``)
+  COMPLEXIF_EXPERIMENT      experiment name (default ``complexif``)
+  COMPLEXIF_ARTIFACT_ROOT   artifact location for a newly created experiment (default
+                            ``<cwd>/mlartifacts``); a path or a URI
+  COMPLEXIF_PARENT_RUN_ID   run id of the orchestrating flow's run; stage runs nest under it
+  COMPLEXIF_MLFLOW          ``0``/``false``/``off``/``no`` disables tracking (no-op run object)
+
+mlflow is imported lazily so disabled runs (and importing this module) stay cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import subprocess
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import complexif
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+logger = logging.getLogger(__name__)
+
+ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
+ENV_EXPERIMENT = "COMPLEXIF_EXPERIMENT"
+ENV_ARTIFACT_ROOT = "COMPLEXIF_ARTIFACT_ROOT"
+ENV_PARENT_RUN_ID = "COMPLEXIF_PARENT_RUN_ID"
+ENV_ENABLED = "COMPLEXIF_MLFLOW"
+
+DEFAULT_EXPERIMENT = "complexif"
+DEFAULT_DB = "mlflow.db"
+DEFAULT_ARTIFACT_ROOT = "mlartifacts"
+
+TAG_GIT_COMMIT = "git_commit"
+TAG_GIT_DIRTY = "git_dirty"
+TAG_DVC_STAGE = "dvc_stage"
+TAG_PARAMS_DIGEST = "params_digest"
+TAG_VERSION = "complexif.version"
+TAG_ERROR = "error"
+
+# MLflow's own limits (mlflow.utils.validation); fallbacks in case a release moves them.
+_PARAM_VALUE_LIMIT = 6000
+_TAG_VALUE_LIMIT = 8000
+_KEY_LIMIT = 250
+_PARAMS_PER_BATCH = 100
+_METRICS_PER_BATCH = 1000
+_TRUNCATION_MARK = "...[truncated]"
+_FALSE_VALUES = frozenset({"0", "false", "no", "off"})
+
+
+class TrackingError(RuntimeError):
+    """Tracking is misconfigured (e.g. the parent run does not exist in this tracking store)."""
+
+
+def tracking_enabled() -> bool:
+    return os.environ.get(ENV_ENABLED, "1").strip().lower() not in _FALSE_VALUES
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` or an absolute sqlite URI for ``./mlflow.db``.
+
+    Made absolute at start so a stage that changes directory keeps logging to the same store.
+    """
+    uri = os.environ.get(ENV_TRACKING_URI, "").strip()
+    return uri or f"sqlite:///{(Path.cwd() / DEFAULT_DB).resolve()}"
+
+
+def artifact_root_uri() -> str:
+    root = os.environ.get(ENV_ARTIFACT_ROOT, "").strip() or DEFAULT_ARTIFACT_ROOT
+    if "://" in root or root.startswith("file:"):
+        return root
+    return Path(root).resolve().as_uri()
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+    """sha256 of the params as canonical JSON: equal digests mean equal stage configuration."""
+    payload = json.dumps(
+        params, sort_keys=True, default=str, ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _sanitize_key(key: str) -> str:
+    # MLflow keys allow alphanumerics, _ - . / space and colon; anything else is rejected.
+    cleaned = "".join(c if c.isalnum() or c in "_-./ :" else "_" for c in key)
+    return cleaned[:_KEY_LIMIT]
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - len(_TRUNCATION_MARK)] + _TRUNCATION_MARK
+
+
+def _param_value(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple, set)):
+        items = sorted(value, key=str) if isinstance(value, set) else list(value)
+        return json.dumps(items, default=str, ensure_ascii=False)
+    return str(value)
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested mappings become dotted keys (``train.lr``); values become MLflow-sized strings."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, name))
+        else:
+            flat[_sanitize_key(name)] = _truncate(_param_value(value), _PARAM_VALUE_LIMIT)
+    return flat
+
+
+def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    """Nested metric dicts become dotted keys; values must be numbers (bools count as 0/1)."""
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            flat.update(flatten_metrics(value, name))
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"metric {name!r} is not numeric: {value!r}") from None
+        if math.isnan(number):
+            logger.debug("metric %s is NaN", name)
+        flat[_sanitize_key(name)] = number
+    return flat
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def git_tags(cwd: Path | None = None) -> dict[str, str]:
+    """Commit and dirty flag when inside a git work tree with commits; empty otherwise."""
+    cwd = cwd or Path.cwd()
+    commit = _git(["rev-parse", "HEAD"], cwd)
+    if not commit:
+        return {}
+    status = _git(["status", "--porcelain", "--untracked-files=no"], cwd)
+    tags = {TAG_GIT_COMMIT: commit}
+    if status is not None:
+        tags[TAG_GIT_DIRTY] = str(bool(status)).lower()
+    return tags
+
+
+def _quiet_mlflow() -> None:
+    """Silence MLflow's INFO chatter (DB migration notices, ...) unless the user asked for it."""
+    if "MLFLOW_LOGGING_LEVEL" not in os.environ:
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _mlflow_limits() -> None:
+    global _PARAM_VALUE_LIMIT, _TAG_VALUE_LIMIT, _KEY_LIMIT, _PARAMS_PER_BATCH, _METRICS_PER_BATCH
+    try:
+        from mlflow.utils import validation as v
+    except ImportError:  # pragma: no cover - only if MLflow reorganises its modules
+        return
+    _PARAM_VALUE_LIMIT = getattr(v, "MAX_PARAM_VAL_LENGTH", _PARAM_VALUE_LIMIT)
+    _TAG_VALUE_LIMIT = getattr(v, "MAX_TAG_VAL_LENGTH", _TAG_VALUE_LIMIT)
+    _KEY_LIMIT = getattr(v, "MAX_ENTITY_KEY_LENGTH", _KEY_LIMIT)
+    _PARAMS_PER_BATCH = getattr(v, "MAX_PARAMS_TAGS_PER_BATCH", _PARAMS_PER_BATCH)
+    _METRICS_PER_BATCH = getattr(v, "MAX_METRICS_PER_BATCH", _METRICS_PER_BATCH)
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@dataclass
+class StageRun:
+    """Handle for the current stage's run; every method is a no-op when tracking is disabled."""
+
+    stage: str
+    run_id: str | None = None
+    experiment_id: str | None = None
+    _client: MlflowClient | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self._client is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log (flattened) params; MLflow params are write-once, so re-logging a key must agree."""
+        if self._client is None or not params:
+            return
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten_params(params).items()]
+        for batch in _chunks(items, _PARAMS_PER_BATCH):
+            self._client.log_batch(self.run_id, params=batch)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._client is None or not tags:
+            return
+        from mlflow.entities import RunTag
+
+        items = [
+            RunTag(_sanitize_key(str(k)), _truncate(str(v), _TAG_VALUE_LIMIT))
+            for k, v in tags.items()
+        ]
+        for batch in _chunks(items, _PARAMS_PER_BATCH):
+            self._client.log_batch(self.run_id, tags=batch)
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Log numeric metrics (nested dicts flattened to dotted keys) at ``step`` (default 0)."""
+        if self._client is None or not metrics:
+            return
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, v, now, step or 0) for k, v in flatten_metrics(metrics).items()]
+        for batch in _chunks(items, _METRICS_PER_BATCH):
+            self._client.log_batch(self.run_id, metrics=batch)
+
+    def log_artifact(self, path: str | os.PathLike[str], artifact_path: str | None = None) -> None:
+        """Copy a file or a whole directory into the run's artifacts."""
+        if self._client is None:
+            return
+        path = Path(path)
+        if path.is_dir():
+            self._client.log_artifacts(self.run_id, str(path), artifact_path)
+        elif path.is_file():
+            self._client.log_artifact(self.run_id, str(path), artifact_path)
+        else:
+            raise FileNotFoundError(f"artifact {path} does not exist")
+
+    def log_dict(self, dictionary: Mapping[str, Any], artifact_file: str) -> None:
+        """Store a JSON (or YAML, by extension) document as an artifact."""
+        if self._client is None:
+            return
+        self._client.log_dict(self.run_id, dict(dictionary), artifact_file)
+
+    def log_table(self, df: pd.DataFrame, artifact_file: str) -> None:
+        """Store a DataFrame as an MLflow table artifact (viewable in the UI's evaluation tab)."""
+        if self._client is None:
+            return
+        self._client.log_table(self.run_id, data=df, artifact_file=artifact_file)
+
+    def log_input_dataset(
+        self,
+        df: pd.DataFrame,
+        name: str,
+        source_path: str | os.PathLike[str] | None = None,
+        context: str = "input",
+    ) -> None:
+        """Record ``df`` as an input of this run (digest, schema, row count, source path)."""
+        if self._client is None:
+            return
+        import mlflow.data
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        source = str(Path(source_path).resolve()) if source_path is not None else None
+        with warnings.catch_warnings():
+            # Local paths match two equivalent source types (file:// and bare), which MLflow warns
+            # about; schema inference warns about integer columns. Neither is actionable here.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = mlflow.data.from_pandas(df, source=source, name=name)
+            # Built from the public to_dict() so we can log to our run id via the client.
+            entity = Dataset(**dataset.to_dict())
+        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
+        self._client.log_inputs(self.run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
+
+
+def _get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    from mlflow.entities import LifecycleStage
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_root_uri())
+        except MlflowException:
+            # Another stage process created it between our lookup and create.
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    if experiment.lifecycle_stage == LifecycleStage.DELETED:
+        logger.warning("MLflow experiment %r was deleted; restoring it", name)
+        client.restore_experiment(experiment.experiment_id)
+    return experiment.experiment_id
+
+
+def _resolve_parent(client: MlflowClient, active_run_id: str | None) -> str | None:
+    parent = os.environ.get(ENV_PARENT_RUN_ID, "").strip() or None
+    if parent is None:
+        return None
+    if active_run_id is not None and active_run_id != parent:
+        # MLflow refuses a parent other than the active run; the in-process active run wins.
+        logger.warning(
+            "%s=%s but run %s is active; nesting under the active run",
+            ENV_PARENT_RUN_ID,
+            parent,
+            active_run_id,
+        )
+        return None
+    try:
+        client.get_run(parent)
+    except Exception as exc:
+        raise TrackingError(
+            f"{ENV_PARENT_RUN_ID}={parent} is not a run in tracking store {tracking_uri()} ({exc})"
+        ) from exc
+    return parent
+
+
+@contextmanager
+def stage_run(
+    stage: str, params: Mapping[str, Any], tags: Mapping[str, Any] | None = None
+) -> Iterator[StageRun]:
+    """Run the block inside an MLflow run named ``stage``; FAILED (and re-raised) on exception."""
+    if not tracking_enabled():
+        logger.debug("MLflow tracking disabled (%s); stage %s not tracked", ENV_ENABLED, stage)
+        yield StageRun(stage=stage)
+        return
+
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.entities import RunStatus
+
+    # After the import: importing mlflow (re)configures its loggers from MLFLOW_LOGGING_LEVEL.
+    _quiet_mlflow()
+
+    _mlflow_limits()
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(tracking_uri=uri)
+    experiment_id = _get_or_create_experiment(
+        client, os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
+    )
+
+    active = mlflow.active_run()
+    active_id = active.info.run_id if active is not None else None
+    parent = _resolve_parent(client, active_id)
+
+    run_tags = {
+        TAG_DVC_STAGE: stage,
+        TAG_PARAMS_DIGEST: params_digest(params),
+        TAG_VERSION: complexif.__version__,
+        **git_tags(),
+        **{str(k): str(v) for k, v in (tags or {}).items()},
+    }
+    # MLFLOW_RUN_ID would make start_run *resume* that run instead of creating this stage's run
+    # (and MLflow deletes the variable as a side effect); parenting goes via ENV_PARENT_RUN_ID.
+    stray_run_id = os.environ.pop("MLFLOW_RUN_ID", None)
+    if stray_run_id:
+        logger.warning(
+            "ignoring MLFLOW_RUN_ID=%s; use %s to nest stage runs", stray_run_id, ENV_PARENT_RUN_ID
+        )
+    try:
+        run = mlflow.start_run(
+            experiment_id=experiment_id,
+            run_name=stage,
+            nested=active is not None,
+            parent_run_id=parent,
+            tags={k: _truncate(v, _TAG_VALUE_LIMIT) for k, v in run_tags.items()},
+            log_system_metrics=False,
+        )
+    finally:
+        if stray_run_id:
+            os.environ["MLFLOW_RUN_ID"] = stray_run_id
+    handle = StageRun(
+        stage=stage, run_id=run.info.run_id, experiment_id=experiment_id, _client=client
+    )
+    status = RunStatus.to_string(RunStatus.FINISHED)
+    try:
+        handle.log_params(params)
+        yield handle
+    except SystemExit as exc:
+        # sys.exit(0) inside a stage is a normal end; any other exit code is a failure.
+        if exc.code not in (0, None):
+            status = _record_failure(handle, exc, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    except BaseException as exc:
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        status = _record_failure(
+            handle, exc, RunStatus.to_string(RunStatus.KILLED if interrupted else RunStatus.FAILED)
+        )
+        raise
+    finally:
+        _end_run(client, handle.run_id, active_id, status)
+
+
+def _record_failure(handle: StageRun, exc: BaseException, status: str) -> str:
+    try:
+        handle.set_tags({TAG_ERROR: f"{type(exc).__name__}: {exc}"})
+    except Exception:  # never mask the stage's own exception with a tracking one
+        logger.warning("could not record the error on MLflow run %s", handle.run_id, exc_info=True)
+    return status
+
+
+def _end_run(
+    client: MlflowClient, run_id: str | None, outer_run_id: str | None, status: str
+) -> None:
+    import mlflow
+
+    # Close runs left open inside the block (e.g. by a trainer callback) so ours is on top, but
+    # never the run that was active before we started (the flow's run when run in-process).
+    while (active := mlflow.active_run()) is not None and active.info.run_id not in (
+        run_id,
+        outer_run_id,
+    ):
+        logger.debug("ending leftover nested MLflow run %s", active.info.run_id)
+        mlflow.end_run(status=status)
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        mlflow.end_run(status=status)
+    else:
+        # Someone ended our run early; make sure its final status is still recorded.
+        client.set_terminated(run_id, status=status)
