@@ -11,7 +11,7 @@ def main(params, run, model: str) -> None:
     e = params.evaluate
     llm = make_local_llm(params.paths.model_dir(model), e.generation, params.train.device, name=model)
     metrics = evaluate_ifeval(llm, params.paths, e, model)
-    run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, float)})
+    run.log_metrics(metrics)
 
 
 if __name__ == "__main__":

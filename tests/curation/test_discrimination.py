@@ -100,7 +100,8 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
         "Cats, Dogs, and Birds.",
     )
     already_ok = start_trajectory("r2", _instruction(["punctuation:no_comma"], [{}]), "No commas here.")
-    stuck = start_trajectory("r3", _instruction(["keywords:existence"], [{"keywords": ["zebra"]}]), "hello")
+    # No program can translate an answer, so this one stays unresolved under the program strategy.
+    stuck = start_trajectory("r3", _instruction(["language:response_language"], [{"language": "ja"}]), "hello there my friend")
     trajs = [fixed, already_ok, stuck]
     correct_all(trajs, CorrectionSettings(strategy="program"), TEMPLATE)
     records = [t.to_record() for t in trajs]

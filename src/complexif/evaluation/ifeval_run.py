@@ -23,6 +23,5 @@ def evaluate_ifeval(llm: LLM, paths: PathsConfig, cfg: EvaluateConfig, model: st
     result = ifeval.score(inputs, {r["prompt"]: r["response"] for r in rows})
     ifeval.write_results(result, out_dir)
     metrics = dict(result.metrics)
-    metrics["n_prompts"] = len(inputs)
     write_json(Path(paths.metrics_dir) / f"ifeval_{model}.json", metrics)
     return metrics

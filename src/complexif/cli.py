@@ -1,0 +1,161 @@
+"""Command line: ``complexif <group> <command> [options]``.
+
+Each group is added by a ``register(groups)`` function that receives the group subparsers, sets
+``group_parser`` (for help) on its group parser and ``handler`` (a function taking the parsed
+args and returning an exit code) on each command parser. To add a group, write such a function
+and append it to ``GROUP_REGISTRARS``.
+
+Expected problems (bad files, bad arguments) print one ``error:`` line and exit 2; tracebacks
+are for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from complexif.constraints.errors import ConstraintError
+from complexif.evaluation.ifeval import MissingResponseError
+from complexif.io import DataError
+
+Groups = Any  # argparse's private _SubParsersAction
+Registrar = Callable[[Groups], None]
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
+
+
+# --------------------------------------------------------------------------------------------
+# complexif ifeval ...
+
+
+def _format_metrics(metrics: dict[str, Any]) -> str:
+    lines = [
+        f"prompt-level strict accuracy:      {metrics['prompt_level_strict_acc']:.4f}",
+        f"instruction-level strict accuracy: {metrics['inst_level_strict_acc']:.4f}",
+        f"prompt-level loose accuracy:       {metrics['prompt_level_loose_acc']:.4f}",
+        f"instruction-level loose accuracy:  {metrics['inst_level_loose_acc']:.4f}",
+        f"({metrics['num_prompts']} prompts, {metrics['num_instructions']} instructions)",
+        "",
+    ]
+    for title, key in (("instruction type", "per_instruction"), ("category", "per_category")):
+        rows = metrics[key]
+        width = max(len(title), *(len(name) for name in rows))
+        lines.append(f"{title:<{width}}  {'strict':>6}  {'loose':>6}  {'n':>4}")
+        lines.append("-" * (width + 22))
+        for name, row in rows.items():
+            lines.append(
+                f"{name:<{width}}  {row['strict']:>6.3f}  {row['loose']:>6.3f}  {row['count']:>4}"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _ifeval_score(args: argparse.Namespace) -> int:
+    from complexif.evaluation import ifeval
+
+    inputs = ifeval.load_input_data(args.input_data)
+    responses = ifeval.load_responses(args.responses)
+    result = ifeval.score(inputs, responses, missing=args.missing)
+    paths = ifeval.write_results(result, args.output_dir)
+    sys.stdout.write(_format_metrics(result.metrics))
+    print(f"wrote {paths['strict']}, {paths['loose']} and {paths['metrics']}")
+    return EXIT_OK
+
+
+def _ifeval_check(args: argparse.Namespace) -> int:
+    from complexif.constraints import verify
+
+    try:
+        kwargs = json.loads(args.kwargs)
+    except json.JSONDecodeError as exc:
+        raise ConstraintError(
+            f"--kwargs is not valid JSON ({exc.msg} at column {exc.colno})"
+        ) from exc
+    if not isinstance(kwargs, dict):
+        raise ConstraintError("--kwargs must be a JSON object")
+    response = args.response
+    if args.response_file is not None:
+        response = Path(args.response_file).read_text(encoding="utf-8")
+    if response is None:
+        raise ConstraintError("give --response or --response-file")
+    ok = verify.check(args.instruction_id, kwargs, response, prompt=args.prompt, loose=args.loose)
+    print("PASS" if ok else "FAIL")
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def register_ifeval(groups: Groups) -> None:
+    from complexif.evaluation.ifeval import DEFAULT_INPUT_DATA
+
+    group = groups.add_parser("ifeval", help="IFEval scoring and constraint checks")
+    group.set_defaults(group_parser=group)
+    commands = group.add_subparsers(dest="command", metavar="<command>")
+
+    score = commands.add_parser(
+        "score", help="score responses on IFEval; write strict/loose results and metrics"
+    )
+    score.add_argument(
+        "--input-data",
+        type=Path,
+        default=DEFAULT_INPUT_DATA,
+        help="IFEval prompts JSONL (default: %(default)s)",
+    )
+    score.add_argument(
+        "--responses", type=Path, required=True, help="JSONL with 'prompt' and 'response'"
+    )
+    score.add_argument("--output-dir", type=Path, required=True, help="where results go")
+    score.add_argument(
+        "--missing",
+        choices=("error", "empty"),
+        default="error",
+        help="a prompt without a response: fail (default) or score it as empty",
+    )
+    score.set_defaults(handler=_ifeval_score)
+
+    check = commands.add_parser("check", help="check one response against one instruction")
+    check.add_argument("--instruction-id", required=True, help="e.g. punctuation:no_comma")
+    check.add_argument("--kwargs", default="{}", help="instruction arguments as a JSON object")
+    text = check.add_mutually_exclusive_group(required=True)
+    text.add_argument("--response", help="the response text")
+    text.add_argument("--response-file", type=Path, help="read the response from a file")
+    check.add_argument("--prompt", default="", help="the prompt (unused by the 25 IFEval types)")
+    check.add_argument("--loose", action="store_true", help="official loose mode")
+    check.set_defaults(handler=_ifeval_check)
+
+
+GROUP_REGISTRARS: list[Registrar] = [register_ifeval]
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="complexif", description="ComplexIF: complex instruction following pipeline"
+    )
+    groups = parser.add_subparsers(dest="group", metavar="<group>")
+    for register in GROUP_REGISTRARS:
+        register(groups)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        # A group without a command (or nothing at all): show the relevant help.
+        getattr(args, "group_parser", parser).print_help()
+        return EXIT_ERROR
+    try:
+        return handler(args)
+    except (DataError, ConstraintError, MissingResponseError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
