@@ -13,7 +13,7 @@ def main(params, run) -> None:
         params.paths.model_dir("dpo"),
         params.train.dpo,
         device=params.train.device,
-        report_to=run.report_to,
+        report_to=["mlflow"] if run.enabled else [],
     )
     log_training(run, result, f"{params.paths.metrics_dir}/train_dpo.json", f"{params.paths.reports_dir}/train_dpo_loss.csv")
 

@@ -15,7 +15,7 @@ def main(params, run) -> None:
         params.train.sft,
         device=params.train.device,
         curriculum=params.build_data.curriculum == "easy_to_hard",
-        report_to=run.report_to,
+        report_to=["mlflow"] if run.enabled else [],
     )
     log_training(run, result, f"{params.paths.metrics_dir}/train_sft.json", f"{params.paths.reports_dir}/train_sft_loss.csv")
 

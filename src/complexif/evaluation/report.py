@@ -32,18 +32,18 @@ def markdown_table(metrics: dict[str, dict]) -> str:
     rows = [header, sep]
     for model, m in metrics.items():
         cells = " | ".join(f"{100 * m[key]:.1f}" for key, _ in HEADLINE)
-        rows.append(f"| {model} | {m.get('n_prompts', '')} | {cells} |")
+        rows.append(f"| {model} | {m.get('num_prompts', '')} | {cells} |")
     return "\n".join(rows) + "\n"
 
 
 def by_type_rows(metrics: dict[str, dict]) -> list[dict]:
     """One row per instruction type, one strict-accuracy column per model (what dvc plots reads)."""
-    types = sorted({t for m in metrics.values() for t in m.get("per_type_strict", {})})
+    types = sorted({t for m in metrics.values() for t in m.get("per_instruction", {})})
     rows = []
     for itype in types:
         row: dict = {"instruction_type": itype}
         for model, m in metrics.items():
-            value = m.get("per_type_strict", {}).get(itype)
+            value = m.get("per_instruction", {}).get(itype, {}).get("strict")
             row[model] = "" if value is None else round(100 * value, 2)
         rows.append(row)
     return rows
@@ -66,13 +66,14 @@ def plot_by_type(metrics: dict[str, dict], path: str | Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    types = sorted({t for m in metrics.values() for t in m.get("per_type_strict", {})})
+    types = sorted({t for m in metrics.values() for t in m.get("per_instruction", {})})
     models = list(metrics)
     width = 0.8 / max(len(models), 1)
     fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(types) + 2), 5.5))
     x = np.arange(len(types))
     for i, model in enumerate(models):
-        vals = [100 * metrics[model].get("per_type_strict", {}).get(t, np.nan) for t in types]
+        per = metrics[model].get("per_instruction", {})
+        vals = [100 * per[t]["strict"] if t in per else np.nan for t in types]
         ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=model)
     ax.set_xticks(x)
     ax.set_xticklabels(types, rotation=60, ha="right", fontsize=8)

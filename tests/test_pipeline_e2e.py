@@ -1,0 +1,161 @@
+"""The whole DVC pipeline, for real, on the tiny preset in a fresh git+DVC repo.
+
+Checks the acceptance of the walking skeleton: `dvc repro` runs every stage and writes scores for
+base/SFT/DPO, a second run does nothing, every stage logged an MLflow run, and a tampered data file
+is stopped by the quality gate with a message naming the expectation and the offending row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from complexif.presets import apply_preset
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+STAGES = [
+    "prepare_model", "seeds", "compose", "respond", "correct", "build_data",
+    "train_sft", "train_dpo", "evaluate@base", "evaluate@sft", "evaluate@dpo", "report",
+]
+
+
+def _project_files() -> list[str]:
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+    ).stdout.splitlines()
+    # Outputs of a local run (models, generated data) are not part of the project.
+    skip = ("models/", "mlartifacts/", "dvc_plots/")
+    return [f for f in out if (REPO_ROOT / f).is_file() and not f.startswith(skip)]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def tiny_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    repo = tmp_path_factory.mktemp("pipeline") / "repo"
+    for rel in _project_files():
+        dest = repo / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / rel, dest)
+    apply_preset(repo / "presets/tiny.yaml", repo / "params.yaml")
+    env = dict(os.environ)
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PYTHONPATH=str(repo),
+        MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}",
+        COMPLEXIF_ARTIFACT_ROOT=str(repo / "mlartifacts"),
+        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
+    )
+    env.pop("COMPLEXIF_MLFLOW", None)
+    _run(["git", "init", "-q"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "tiny"], repo, env)
+    proc = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    (repo / "first_repro.log").write_text(proc.stdout + proc.stderr)
+    return repo, env
+
+
+def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
+    repo, _ = tiny_repo
+    log = (repo / "first_repro.log").read_text()
+    for stage in STAGES:
+        assert f"Running stage '{stage}'" in log
+    for model in ("base", "sft", "dpo"):
+        m = json.loads((repo / f"metrics/ifeval_{model}.json").read_text())
+        for key in ("prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc"):
+            assert 0.0 <= m[key] <= 1.0
+        assert m["num_prompts"] == 4
+        assert m["prompt_level_loose_acc"] >= m["prompt_level_strict_acc"]
+    table = (repo / "reports/ifeval_table.md").read_text()
+    assert all(f"| {m} |" in table for m in ("base", "sft", "dpo"))
+    assert (repo / "reports/ifeval_by_type.png").stat().st_size > 1000
+    assert "IFEval (%)" in log  # the report stage printed the table
+
+
+def test_curated_data_is_verified_and_lineage_is_kept(tiny_repo):
+    from complexif.constraints.verify import check_all
+
+    repo, _ = tiny_repo
+    instructions = {json.loads(line)["id"]: json.loads(line) for line in (repo / "data/instructions.jsonl").open()}
+    sft = [json.loads(line) for line in (repo / "data/sft.jsonl").open()]
+    dpo = [json.loads(line) for line in (repo / "data/dpo.jsonl").open()]
+    assert sft and dpo
+    for rec in sft:
+        ins = instructions[rec["instruction_id"]]
+        assert all(check_all(ins["instruction_id_list"], ins["kwargs"], rec["messages"][-1]["content"], ins["prompt"]))
+    assert [r["n_constraints"] for r in sft] == sorted(r["n_constraints"] for r in sft)
+    for pair in dpo:
+        ins = instructions[pair["instruction_id"]]
+        assert not all(check_all(ins["instruction_id_list"], ins["kwargs"], pair["rejected"][0]["content"], ins["prompt"]))
+
+
+def test_second_repro_does_nothing_and_says_so(tiny_repo):
+    repo, env = tiny_repo
+    proc = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    assert "Running stage" not in proc.stdout
+    assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
+
+
+def test_metrics_and_plots_are_visible_to_dvc(tiny_repo):
+    repo, env = tiny_repo
+    shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout)
+    files = next(iter(shown.values()))["data"]
+    assert {f"metrics/ifeval_{m}.json" for m in ("base", "sft", "dpo")} <= set(files)
+    plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
+    assert "ifeval_by_type" in plots and "train_sft_loss" in plots
+
+
+def test_every_stage_logged_an_mlflow_run_with_training_curves(tiny_repo):
+    from mlflow.tracking import MlflowClient
+
+    repo, env = tiny_repo
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("complexif")
+    runs = client.search_runs([exp.experiment_id], max_results=200)
+    names = {r.info.run_name for r in runs}
+    assert set(STAGES) <= names
+    sft_run = next(r for r in runs if r.info.run_name == "train_sft")
+    assert len(client.get_metric_history(sft_run.info.run_id, "loss")) == 2
+    eval_dpo = next(r for r in runs if r.info.run_name == "evaluate@dpo")
+    assert "prompt_level_strict_acc" in eval_dpo.data.metrics
+
+
+def test_a_tampered_verified_answer_is_stopped_by_the_gate(tiny_repo):
+    repo, env = tiny_repo
+    path = repo / "data/corrections.jsonl"
+    original = path.read_text()
+    records = [json.loads(line) for line in original.splitlines()]
+    victim = next(r for r in records if r["status"] == "verified" and not r["initial_pass"])
+    # Claim the student's failing first answer is the verified final one.
+    victim["final_response"] = victim["trajectory"][0]["response"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    try:
+        sft_before = (repo / "data/sft.jsonl").read_text()
+        # --single-item: otherwise DVC sees `correct`'s output modified and regenerates it first.
+        proc = _run([sys.executable, "-m", "dvc", "repro", "--single-item", "build_data"], repo, env, check=False)
+        assert proc.returncode != 0
+        err = proc.stdout + proc.stderr
+        assert "quality gate" in err
+        assert "response_passes_all" in err
+        assert "sft-" in err  # the offending row is named by id
+        # DVC removes a stage's outs before running it; the gate ran before writing, so the file
+        # is absent or untouched, never half-written or written with the bad row.
+        sft_path = repo / "data/sft.jsonl"
+        assert not sft_path.exists() or sft_path.read_text() == sft_before
+    finally:
+        path.write_text(original)
