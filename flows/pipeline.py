@@ -54,7 +54,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import Task
 
-from flows.dvc_ops import (
+from complexif.orchestration.dvc import (
     COMPLETED,
     FAILED,
     NOT_RUN,

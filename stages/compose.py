@@ -12,7 +12,9 @@ def main(params, run) -> None:
     seeds = read_jsonl(params.paths.seeds)
     records = compose_instructions(seeds, c.k_distribution, c.per_seed, c.exclude_ids, c.seed)
     by_k = Counter(r["n_constraints"] for r in records)
-    run.log_metrics({"instructions": len(records), **{f"instructions.k{k}": v for k, v in sorted(by_k.items())}})
+    run.log_metrics(
+        {"instructions": len(records), **{f"instructions.k{k}": v for k, v in sorted(by_k.items())}}
+    )
     write_gated(records, params.paths.instructions, "instructions", params, run)
 
 

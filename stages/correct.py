@@ -16,7 +16,9 @@ def main(params, run) -> None:
         c,
         template,
         teacher=lambda: make_llm(c.teacher, params),
-        on_round=lambda rnd, stats: run.log_metrics({f"round.{k}": v for k, v in stats.items()}, step=rnd),
+        on_round=lambda rnd, stats: run.log_metrics(
+            {f"round.{k}": v for k, v in stats.items()}, step=rnd
+        ),
     )
     run.log_metrics(summary)
     write_jsonl(params.paths.corrections, records)

@@ -9,7 +9,9 @@ from complexif.runtime import run_stage
 
 def main(params, run, model: str) -> None:
     e = params.evaluate
-    llm = make_local_llm(params.paths.model_dir(model), e.generation, params.train.device, name=model)
+    llm = make_local_llm(
+        params.paths.model_dir(model), e.generation, params.train.device, name=model
+    )
     metrics = evaluate_ifeval(llm, params.paths, e, model)
     run.log_metrics(metrics)
 

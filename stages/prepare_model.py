@@ -6,7 +6,9 @@ from complexif.runtime import run_stage
 
 def main(params, run) -> None:
     m = params.model
-    info = prepare_base_model(m.source, params.paths.model_dir("base"), m.gguf_file, m.revision, m.dtype)
+    info = prepare_base_model(
+        m.source, params.paths.model_dir("base"), m.gguf_file, m.revision, m.dtype
+    )
     run.log_dict(info, "model_info.json")
     run.log_metrics({"n_parameters": float(info["n_parameters"])})
 

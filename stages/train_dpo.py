@@ -15,7 +15,12 @@ def main(params, run) -> None:
         device=params.train.device,
         report_to=["mlflow"] if run.enabled else [],
     )
-    log_training(run, result, f"{params.paths.metrics_dir}/train_dpo.json", f"{params.paths.reports_dir}/train_dpo_loss.csv")
+    log_training(
+        run,
+        result,
+        f"{params.paths.metrics_dir}/train_dpo.json",
+        f"{params.paths.reports_dir}/train_dpo_loss.csv",
+    )
 
 
 if __name__ == "__main__":

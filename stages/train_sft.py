@@ -17,7 +17,12 @@ def main(params, run) -> None:
         curriculum=params.build_data.curriculum == "easy_to_hard",
         report_to=["mlflow"] if run.enabled else [],
     )
-    log_training(run, result, f"{params.paths.metrics_dir}/train_sft.json", f"{params.paths.reports_dir}/train_sft_loss.csv")
+    log_training(
+        run,
+        result,
+        f"{params.paths.metrics_dir}/train_sft.json",
+        f"{params.paths.reports_dir}/train_sft_loss.csv",
+    )
 
 
 if __name__ == "__main__":

@@ -27,14 +27,20 @@ def test_k_distribution_outside_one_to_five_is_rejected(tmp_path):
 
 
 def test_presets_merge_keep_comments_and_validate(tmp_path):
-    out = apply_preset(REPO_ROOT / "presets/tiny.yaml", REPO_ROOT / "params.yaml", tmp_path / "p.yaml")
+    out = apply_preset(
+        REPO_ROOT / "presets/tiny.yaml", REPO_ROOT / "params.yaml", tmp_path / "p.yaml"
+    )
     text = out.read_text()
     assert "# ComplexIF parameters" in text
     params = load_params(out)
     assert params.seeds.n == 6
     assert params.compose.k_distribution == {1: 0.3, 2: 0.4, 3: 0.3}  # replaced, not merged
     assert params.train.sft.learning_rate == Params().train.sft.learning_rate  # untouched keys kept
-    full = load_params(apply_preset(REPO_ROOT / "presets/full.yaml", REPO_ROOT / "params.yaml", tmp_path / "f.yaml"))
+    full = load_params(
+        apply_preset(
+            REPO_ROOT / "presets/full.yaml", REPO_ROOT / "params.yaml", tmp_path / "f.yaml"
+        )
+    )
     assert full.evaluate.ifeval.subset is None and full.seeds.n is None
 
 
@@ -44,3 +50,29 @@ def test_preset_with_unknown_key_is_rejected_before_writing(tmp_path):
     with pytest.raises(ConfigError, match="max_stpes"):
         apply_preset(bad, REPO_ROOT / "params.yaml", tmp_path / "out.yaml")
     assert not (tmp_path / "out.yaml").exists()
+
+
+def test_cli_params_apply_and_show(tmp_path, capsys):
+    from complexif.cli import main
+
+    out = tmp_path / "p.yaml"
+    assert (
+        main(
+            [
+                "params",
+                "apply",
+                str(REPO_ROOT / "presets/tiny.yaml"),
+                "--params",
+                str(REPO_ROOT / "params.yaml"),
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert main(["params", "show", "--params", str(out)]) == 0
+    assert '"n": 6' in capsys.readouterr().out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nope: 1\n")
+    assert main(["params", "show", "--params", str(bad)]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -22,25 +22,42 @@ from tests.conftest import REPO_ROOT
 pytestmark = pytest.mark.slow
 
 STAGES = [
-    "prepare_model", "seeds", "compose", "respond", "correct", "build_data",
-    "train_sft", "train_dpo", "evaluate@base", "evaluate@sft", "evaluate@dpo", "report",
+    "prepare_model",
+    "seeds",
+    "compose",
+    "respond",
+    "correct",
+    "build_data",
+    "train_sft",
+    "train_dpo",
+    "evaluate@base",
+    "evaluate@sft",
+    "evaluate@dpo",
+    "report",
 ]
 
 
 def _project_files() -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT, check=True, capture_output=True, text=True,
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.splitlines()
     # Outputs of a local run (models, generated data) are not part of the project.
     skip = ("models/", "mlartifacts/", "dvc_plots/")
     return [f for f in out if (REPO_ROOT / f).is_file() and not f.startswith(skip)]
 
 
-def _run(cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True) -> subprocess.CompletedProcess:
+def _run(
+    cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
@@ -58,8 +75,10 @@ def tiny_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
         PYTHONPATH=str(repo),
         MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}",
         COMPLEXIF_ARTIFACT_ROOT=str(repo / "mlartifacts"),
-        GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.com",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@example.com",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@example.com",
     )
     env.pop("COMPLEXIF_MLFLOW", None)
     _run(["git", "init", "-q"], repo, env)
@@ -77,7 +96,12 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
         assert f"Running stage '{stage}'" in log
     for model in ("base", "sft", "dpo"):
         m = json.loads((repo / f"metrics/ifeval_{model}.json").read_text())
-        for key in ("prompt_level_strict_acc", "prompt_level_loose_acc", "inst_level_strict_acc", "inst_level_loose_acc"):
+        for key in (
+            "prompt_level_strict_acc",
+            "prompt_level_loose_acc",
+            "inst_level_strict_acc",
+            "inst_level_loose_acc",
+        ):
             assert 0.0 <= m[key] <= 1.0
         assert m["num_prompts"] == 4
         assert m["prompt_level_loose_acc"] >= m["prompt_level_strict_acc"]
@@ -91,17 +115,34 @@ def test_curated_data_is_verified_and_lineage_is_kept(tiny_repo):
     from complexif.constraints.verify import check_all
 
     repo, _ = tiny_repo
-    instructions = {json.loads(line)["id"]: json.loads(line) for line in (repo / "data/instructions.jsonl").open()}
+    instructions = {
+        json.loads(line)["id"]: json.loads(line)
+        for line in (repo / "data/instructions.jsonl").open()
+    }
     sft = [json.loads(line) for line in (repo / "data/sft.jsonl").open()]
     dpo = [json.loads(line) for line in (repo / "data/dpo.jsonl").open()]
     assert sft and dpo
     for rec in sft:
         ins = instructions[rec["instruction_id"]]
-        assert all(check_all(ins["instruction_id_list"], ins["kwargs"], rec["messages"][-1]["content"], ins["prompt"]))
+        assert all(
+            check_all(
+                ins["instruction_id_list"],
+                ins["kwargs"],
+                rec["messages"][-1]["content"],
+                ins["prompt"],
+            )
+        )
     assert [r["n_constraints"] for r in sft] == sorted(r["n_constraints"] for r in sft)
     for pair in dpo:
         ins = instructions[pair["instruction_id"]]
-        assert not all(check_all(ins["instruction_id_list"], ins["kwargs"], pair["rejected"][0]["content"], ins["prompt"]))
+        assert not all(
+            check_all(
+                ins["instruction_id_list"],
+                ins["kwargs"],
+                pair["rejected"][0]["content"],
+                ins["prompt"],
+            )
+        )
 
 
 def test_second_repro_does_nothing_and_says_so(tiny_repo):
@@ -113,7 +154,9 @@ def test_second_repro_does_nothing_and_says_so(tiny_repo):
 
 def test_metrics_and_plots_are_visible_to_dvc(tiny_repo):
     repo, env = tiny_repo
-    shown = json.loads(_run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout)
+    shown = json.loads(
+        _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout
+    )
     files = next(iter(shown.values()))["data"]
     assert {f"metrics/ifeval_{m}.json" for m in ("base", "sft", "dpo")} <= set(files)
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
@@ -147,7 +190,12 @@ def test_a_tampered_verified_answer_is_stopped_by_the_gate(tiny_repo):
     try:
         sft_before = (repo / "data/sft.jsonl").read_text()
         # --single-item: otherwise DVC sees `correct`'s output modified and regenerates it first.
-        proc = _run([sys.executable, "-m", "dvc", "repro", "--single-item", "build_data"], repo, env, check=False)
+        proc = _run(
+            [sys.executable, "-m", "dvc", "repro", "--single-item", "build_data"],
+            repo,
+            env,
+            check=False,
+        )
         assert proc.returncode != 0
         err = proc.stdout + proc.stderr
         assert "quality gate" in err

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from complexif.config import ConfigError
 from complexif.constraints.errors import ConstraintError
 from complexif.evaluation.ifeval import MissingResponseError
 from complexif.io import DataError
@@ -126,7 +127,43 @@ def register_ifeval(groups: Groups) -> None:
     check.set_defaults(handler=_ifeval_check)
 
 
-GROUP_REGISTRARS: list[Registrar] = [register_ifeval]
+# --------------------------------------------------------------------------------------------
+# complexif params ...
+
+
+def _params_apply(args: argparse.Namespace) -> int:
+    from complexif.presets import apply_preset
+
+    out = apply_preset(args.preset, args.params, args.output)
+    print(f"applied {args.preset} -> {out}")
+    return EXIT_OK
+
+
+def _params_show(args: argparse.Namespace) -> int:
+    from complexif.config import load_params
+
+    print(json.dumps(load_params(args.params).model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+def register_params(groups: Groups) -> None:
+    group = groups.add_parser("params", help="presets and validation of params.yaml")
+    commands = group.add_subparsers(dest="command", metavar="<command>")
+    apply = commands.add_parser(
+        "apply", help="merge a preset (partial params file) into params.yaml"
+    )
+    apply.add_argument("preset", type=Path, help="e.g. presets/full.yaml")
+    apply.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="(default: %(default)s)"
+    )
+    apply.add_argument("--output", type=Path, default=None, help="write here instead of --params")
+    apply.set_defaults(handler=_params_apply)
+    show = commands.add_parser("show", help="validate params.yaml and print it with all defaults")
+    show.add_argument("--params", type=Path, default=Path("params.yaml"))
+    show.set_defaults(handler=_params_show)
+
+
+GROUP_REGISTRARS: list[Registrar] = [register_ifeval, register_params]
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_ERROR
     try:
         return handler(args)
-    except (DataError, ConstraintError, MissingResponseError, OSError) as exc:
+    except (DataError, ConfigError, ConstraintError, MissingResponseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
 

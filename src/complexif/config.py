@@ -63,10 +63,14 @@ class SeedSource(_Strict):
 
 
 class SeedsConfig(_Strict):
-    sources: list[SeedSource] = Field(default_factory=lambda: [SeedSource(path="data/seed_tasks.jsonl", format="jsonl")])
+    sources: list[SeedSource] = Field(
+        default_factory=lambda: [SeedSource(path="data/seed_tasks.jsonl", format="jsonl")]
+    )
     min_words: int = 3
     max_words: int = 400
-    near_dup_threshold: float | None = Field(0.8, gt=0.0, le=1.0, description="null turns near-dup removal off")
+    near_dup_threshold: float | None = Field(
+        0.8, gt=0.0, le=1.0, description="null turns near-dup removal off"
+    )
     decontam_ngram: int = Field(8, ge=3)
     n: int | None = Field(100, description="How many seeds to keep (stratified); null keeps all.")
     seed: int = 0
@@ -141,11 +145,14 @@ class TrainCommon(_Strict):
     per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
     max_length: int = 512
-    warmup_steps: float = Field(0.0, ge=0.0, description="Int = steps; float in [0, 1) = ratio of max_steps.")
+    warmup_steps: float = Field(
+        0.0, ge=0.0, description="Int = steps; float in [0, 1) = ratio of max_steps."
+    )
     lr_scheduler_type: str = "linear"
     logging_steps: int = 1
     activation_checkpointing: bool = Field(
-        False, description="Recompute activations in backward: less memory, ~30% slower. On for big models."
+        False,
+        description="Recompute activations in backward: less memory, ~30% slower. On for big models.",
     )
     seed: int = 0
     lora: LoraConfig = Field(default_factory=LoraConfig)
@@ -195,7 +202,9 @@ class Params(_Strict):
     def _check_models(self) -> Params:
         unknown = [m for m in self.evaluate.models if m not in ("base", "sft", "dpo")]
         if unknown:
-            raise ValueError(f"evaluate.models: unknown model(s) {unknown}; expected base, sft, dpo")
+            raise ValueError(
+                f"evaluate.models: unknown model(s) {unknown}; expected base, sft, dpo"
+            )
         return self
 
 

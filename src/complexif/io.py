@@ -20,7 +20,9 @@ class DataError(ValueError):
 
 
 @contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
+def atomic_open(
+    path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
+) -> Iterator[TextIO]:
     """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,9 +75,13 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+                raise DataError(
+                    f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
+                ) from exc
             if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
+                )
             yield lineno, rec
 
 
@@ -83,13 +89,20 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return [rec for _, rec in iter_jsonl(path)]
 
 
-def require_fields(path: str | os.PathLike[str], lineno: int, rec: dict[str, Any], fields: dict[str, type | tuple[type, ...]]) -> None:
+def require_fields(
+    path: str | os.PathLike[str],
+    lineno: int,
+    rec: dict[str, Any],
+    fields: dict[str, type | tuple[type, ...]],
+) -> None:
     """Raise a DataError naming file, line and field when a required field is missing or mistyped."""
     for name, typ in fields.items():
         if name not in rec:
             raise DataError(f"{path}:{lineno}: missing field {name!r}")
         if not isinstance(rec[name], typ):
-            expected = typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            expected = (
+                typ.__name__ if isinstance(typ, type) else " or ".join(t.__name__ for t in typ)
+            )
             raise DataError(
                 f"{path}:{lineno}: field {name!r} must be {expected}, got {type(rec[name]).__name__}"
             )

@@ -22,7 +22,9 @@ def _merge_into(node: Any, override: dict[str, Any], where: str) -> None:
             node[key] = value
 
 
-def apply_preset(preset: str | Path, params_path: str | Path = "params.yaml", output: str | Path | None = None) -> Path:
+def apply_preset(
+    preset: str | Path, params_path: str | Path = "params.yaml", output: str | Path | None = None
+) -> Path:
     """Merge ``preset`` into ``params_path`` and write the result (atomically) to ``output``.
 
     The merged file is validated against the params schema before anything is written.

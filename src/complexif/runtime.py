@@ -18,7 +18,9 @@ log = logging.getLogger("complexif.stage")
 
 def setup_logging() -> None:
     level = os.environ.get("COMPLEXIF_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
     # Libraries that narrate every request or migration at INFO drown the stage's own progress.
     for noisy in ("httpx", "alembic", "mlflow", "great_expectations", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -47,7 +49,9 @@ def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence
         sys.exit(1)
 
 
-def gate_records(records: list[dict[str, Any]], suite: str, params: Params, run: Any, artifact: str) -> None:
+def gate_records(
+    records: list[dict[str, Any]], suite: str, params: Params, run: Any, artifact: str
+) -> None:
     """Validate records with the suite's expectations before they are written; stop on failure."""
     import pandas as pd
 
@@ -70,11 +74,15 @@ def gate_records(records: list[dict[str, Any]], suite: str, params: Params, run:
         if result_path.exists():
             run.log_artifact(result_path)
         raise
-    run.log_metrics({f"gate.{suite}.rows": float(result.n_rows), f"gate.{suite}.seconds": result.duration_s})
+    run.log_metrics(
+        {f"gate.{suite}.rows": float(result.n_rows), f"gate.{suite}.seconds": result.duration_s}
+    )
     run.log_artifact(result_path)
 
 
-def write_gated(records: list[dict[str, Any]], path: str, suite: str, params: Params, run: Any) -> None:
+def write_gated(
+    records: list[dict[str, Any]], path: str, suite: str, params: Params, run: Any
+) -> None:
     """Gate, then write atomically: a file that fails its gate never appears on disk."""
     gate_records(records, suite, params, run, artifact=path)
     write_jsonl(path, records)

@@ -6,12 +6,19 @@ from collections.abc import Sequence
 
 import pytest
 
-from complexif.curation.discrimination import CorrectionSettings, correct_all, start_trajectory, summarize
+from complexif.curation.discrimination import (
+    CorrectionSettings,
+    correct_all,
+    start_trajectory,
+    summarize,
+)
 from complexif.curation.training_data import build_dpo, build_sft
 from complexif.llm.base import ChatRequest, ChatResponse
 from complexif.llm.prompts import PromptTemplate
 
-TEMPLATE = PromptTemplate("fix.txt", "Instruction: $instruction\nAnswer: $response\nFix: $constraint")
+TEMPLATE = PromptTemplate(
+    "fix.txt", "Instruction: $instruction\nAnswer: $response\nFix: $constraint"
+)
 
 
 class ScriptedTeacher:
@@ -44,7 +51,10 @@ def test_program_repairs_fix_failures_one_at_a_time_and_each_fix_is_verified():
     assert traj.verified
     steps = traj.accepted_chain()
     assert [a.method for a in steps] == ["initial", "program", "program"]
-    assert [a.constraint for a in steps[1:]] == ["punctuation:no_comma", "change_case:english_lowercase"]
+    assert [a.constraint for a in steps[1:]] == [
+        "punctuation:no_comma",
+        "change_case:english_lowercase",
+    ]
     assert steps[1].verdicts == [True, False]  # first fix verified on its own
     assert traj.current.response == "cats are soft warm and curious."
 
@@ -88,7 +98,9 @@ def test_teacher_requests_are_batched_per_round_and_accepted_when_they_verify():
 
 
 def test_strategy_without_teacher_factory_is_an_error():
-    traj = start_trajectory("a", _instruction(["keywords:existence"], [{"keywords": ["moon"]}]), "x")
+    traj = start_trajectory(
+        "a", _instruction(["keywords:existence"], [{"keywords": ["moon"]}]), "x"
+    )
     with pytest.raises(ValueError, match="teacher"):
         correct_all([traj], CorrectionSettings(strategy="teacher"), TEMPLATE, teacher=None)
 
@@ -99,9 +111,15 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
         _instruction(["punctuation:no_comma", "change_case:english_lowercase"], [{}, {}]),
         "Cats, Dogs, and Birds.",
     )
-    already_ok = start_trajectory("r2", _instruction(["punctuation:no_comma"], [{}]), "No commas here.")
+    already_ok = start_trajectory(
+        "r2", _instruction(["punctuation:no_comma"], [{}]), "No commas here."
+    )
     # No program can translate an answer, so this one stays unresolved under the program strategy.
-    stuck = start_trajectory("r3", _instruction(["language:response_language"], [{"language": "ja"}]), "hello there my friend")
+    stuck = start_trajectory(
+        "r3",
+        _instruction(["language:response_language"], [{"language": "ja"}]),
+        "hello there my friend",
+    )
     trajs = [fixed, already_ok, stuck]
     correct_all(trajs, CorrectionSettings(strategy="program"), TEMPLATE)
     records = [t.to_record() for t in trajs]

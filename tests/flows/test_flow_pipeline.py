@@ -11,7 +11,7 @@ from uuid import UUID
 import pytest
 import yaml
 
-from flows.dvc_ops import StageFailedError
+from complexif.orchestration.dvc import StageFailedError
 from flows.pipeline import (
     ARTIFACT_KEY,
     complexif_pipeline,

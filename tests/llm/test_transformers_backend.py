@@ -3,7 +3,12 @@ from complexif.llm.transformers_backend import TransformersLLM
 
 
 def _requests(params: GenerationParams) -> list[ChatRequest]:
-    prompts = ["hi", "Write a long story about a dragon who learns to sing.", "2+2?", "Name a colour."]
+    prompts = [
+        "hi",
+        "Write a long story about a dragon who learns to sing.",
+        "2+2?",
+        "Name a colour.",
+    ]
     return [
         ChatRequest(id=f"r{i}", messages=({"role": "user", "content": p},), params=params)
         for i, p in enumerate(prompts)
@@ -23,8 +28,12 @@ def test_answers_come_back_in_request_order_with_token_counts(tiny_model_dir):
 
 def test_left_padded_batches_give_the_same_greedy_answers_as_one_by_one(tiny_model_dir):
     params = GenerationParams(max_new_tokens=6)
-    batched = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu").generate(_requests(params), progress=False)
-    single = TransformersLLM(tiny_model_dir, batch_size=1, device="cpu").generate(_requests(params), progress=False)
+    batched = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu").generate(
+        _requests(params), progress=False
+    )
+    single = TransformersLLM(tiny_model_dir, batch_size=1, device="cpu").generate(
+        _requests(params), progress=False
+    )
     assert [r.text for r in batched] == [r.text for r in single]
 
 

@@ -55,7 +55,9 @@ def test_dpo_dataset_keeps_conversational_columns():
 
 
 def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
-    cfg = SFTTrainConfig(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA)
+    cfg = SFTTrainConfig(
+        max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA
+    )
     sft = train_sft(_sft_records(), tiny_model_dir, tmp_path / "sft", cfg, device="cpu")
     assert [row["step"] for row in sft.history] == [1.0, 2.0]
     assert all(row["loss"] > 0 for row in sft.history)
@@ -65,19 +67,37 @@ def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
     assert set(sft_w) <= set(base_w)
     assert any(not torch.equal(base_w[k], sft_w[k]) for k in sft_w)
 
-    dcfg = DPOTrainConfig(max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA)
+    dcfg = DPOTrainConfig(
+        max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA
+    )
     dpo = train_dpo(_dpo_records(), tmp_path / "sft", tmp_path / "dpo", dcfg, device="cpu")
     assert len(dpo.history) == 2
     assert "rewards/margins" in dpo.history[-1]
     assert dpo.metrics["n_pairs"] == 4
-    assert any(not torch.equal(sft_w[k], v) for k, v in _weights(tmp_path / "dpo").items() if k in sft_w)
+    assert any(
+        not torch.equal(sft_w[k], v) for k, v in _weights(tmp_path / "dpo").items() if k in sft_w
+    )
 
 
 def test_dpo_sft_loss_weight_adds_the_nll_of_chosen(tiny_model_dir, tmp_path):
     """The first logged loss (before any update) is DPO's log(2) plus w * NLL(chosen)."""
-    base = dict(max_steps=1, per_device_train_batch_size=4, max_length=64, learning_rate=1e-9, lora=LORA)
-    plain = train_dpo(_dpo_records(), tiny_model_dir, tmp_path / "a", DPOTrainConfig(**base, sft_loss_weight=0.0), device="cpu")
-    mixed = train_dpo(_dpo_records(), tiny_model_dir, tmp_path / "b", DPOTrainConfig(**base, sft_loss_weight=1.0), device="cpu")
+    base = dict(
+        max_steps=1, per_device_train_batch_size=4, max_length=64, learning_rate=1e-9, lora=LORA
+    )
+    plain = train_dpo(
+        _dpo_records(),
+        tiny_model_dir,
+        tmp_path / "a",
+        DPOTrainConfig(**base, sft_loss_weight=0.0),
+        device="cpu",
+    )
+    mixed = train_dpo(
+        _dpo_records(),
+        tiny_model_dir,
+        tmp_path / "b",
+        DPOTrainConfig(**base, sft_loss_weight=1.0),
+        device="cpu",
+    )
     assert plain.history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
     # A random tiny model has an NLL of roughly log(vocab) ~ 10.8 per token.
     assert mixed.history[0]["loss"] > plain.history[0]["loss"] + 5

@@ -6,7 +6,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from complexif.config import CorrectConfig
-from complexif.curation.discrimination import CorrectionSettings, correct_all, start_trajectory, summarize
+from complexif.curation.discrimination import (
+    CorrectionSettings,
+    correct_all,
+    start_trajectory,
+    summarize,
+)
 from complexif.io import DataError
 from complexif.llm.base import LLM
 from complexif.llm.factory import generation_params
@@ -26,7 +31,9 @@ def correct_responses(
     for resp in responses:
         ins = by_id.get(resp["instruction_id"])
         if ins is None:
-            raise DataError(f"response {resp['id']}: unknown instruction_id {resp['instruction_id']!r}")
+            raise DataError(
+                f"response {resp['id']}: unknown instruction_id {resp['instruction_id']!r}"
+            )
         trajectories.append(start_trajectory(resp["id"], ins, resp["response"]))
     settings = CorrectionSettings(
         strategy=cfg.strategy,

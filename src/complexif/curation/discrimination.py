@@ -126,14 +126,27 @@ def _record(traj: Trajectory, method: str, idx: int, response: str, model: str |
     verdicts = check_all(traj.instruction_id_list, traj.kwargs, response, prompt=traj.prompt)
     ok = _accept(traj.current.verdicts, verdicts, idx)
     traj.attempts.append(
-        Attempt(len(traj.attempts), method, traj.instruction_id_list[idx], idx, response, verdicts, ok, model)  # type: ignore[arg-type]
+        Attempt(
+            len(traj.attempts),
+            method,
+            traj.instruction_id_list[idx],
+            idx,
+            response,
+            verdicts,
+            ok,
+            model,
+        )  # type: ignore[arg-type]
     )
     return ok
 
 
-def teacher_request(traj: Trajectory, idx: int, template: PromptTemplate, params: GenerationParams) -> ChatRequest:
+def teacher_request(
+    traj: Trajectory, idx: int, template: PromptTemplate, params: GenerationParams
+) -> ChatRequest:
     constraint = describe(traj.instruction_id_list[idx], traj.kwargs[idx], prompt=traj.prompt)
-    content = template.render(instruction=traj.prompt, response=traj.current.response, constraint=constraint)
+    content = template.render(
+        instruction=traj.prompt, response=traj.current.response, constraint=constraint
+    )
     return ChatRequest(
         id=f"{traj.id}:{len(traj.attempts)}:{idx}",
         messages=({"role": "user", "content": content},),
@@ -165,11 +178,20 @@ def correct_all(
             idx, method = move
             traj.tried[(idx, method)] = traj.tried.get((idx, method), 0) + 1
             if method == "program":
-                fixed = repair(traj.instruction_id_list[idx], traj.kwargs[idx], traj.current.response, prompt=traj.prompt)
+                fixed = repair(
+                    traj.instruction_id_list[idx],
+                    traj.kwargs[idx],
+                    traj.current.response,
+                    prompt=traj.prompt,
+                )
                 if fixed is None:
                     stats["program_rejected"] += 1
                     continue
-                stats["program_accepted" if _record(traj, "program", idx, fixed, "program") else "program_rejected"] += 1
+                stats[
+                    "program_accepted"
+                    if _record(traj, "program", idx, fixed, "program")
+                    else "program_rejected"
+                ] += 1
             else:
                 pending.append((traj, idx))
         if pending:
@@ -177,12 +199,16 @@ def correct_all(
                 raise ValueError("strategy needs a teacher model but none was configured")
             if teacher_llm is None:
                 teacher_llm = teacher()
-            requests = [teacher_request(t, i, template, settings.teacher_params) for t, i in pending]
+            requests = [
+                teacher_request(t, i, template, settings.teacher_params) for t, i in pending
+            ]
             stats["teacher_requests"] = len(requests)
             responses = teacher_llm.generate(requests)
             for (traj, idx), resp in zip(pending, responses, strict=True):
                 _record(traj, "teacher", idx, resp.text, resp.model)
-        active = sum(1 for t in trajectories if not t.verified and _next_move(t, settings) is not None)
+        active = sum(
+            1 for t in trajectories if not t.verified and _next_move(t, settings) is not None
+        )
         stats["still_active"] = active
         log.info("correction round %d: %s", rnd, stats)
         if on_round:

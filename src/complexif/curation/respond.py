@@ -12,12 +12,16 @@ from complexif.llm.base import LLM
 from complexif.llm.factory import generation_params
 
 
-def respond_all(llm: LLM, instructions: Sequence[dict[str, Any]], gen: GenerationConfig) -> list[dict[str, Any]]:
+def respond_all(
+    llm: LLM, instructions: Sequence[dict[str, Any]], gen: GenerationConfig
+) -> list[dict[str, Any]]:
     params = generation_params(gen)
     rows = answer_prompts(llm, [(r["id"], r["prompt"]) for r in instructions], params)
     return [
         {
-            "id": content_id(row["id"], row["model"], gen.model_dump(), row["response"], prefix="res-"),
+            "id": content_id(
+                row["id"], row["model"], gen.model_dump(), row["response"], prefix="res-"
+            ),
             "instruction_id": row["id"],
             "response": row["response"],
             "model": row["model"],

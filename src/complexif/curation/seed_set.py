@@ -6,7 +6,12 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from complexif.config import PathsConfig, SeedsConfig
-from complexif.curation.decontaminate import Contamination, contamination_to_dict, decontaminate, load_benchmark_prompts
+from complexif.curation.decontaminate import (
+    Contamination,
+    contamination_to_dict,
+    decontaminate,
+    load_benchmark_prompts,
+)
 from complexif.curation.loaders import LoadResult, SeedRecord, load_seeds
 from complexif.curation.seeds import SeedReport, filter_seeds, sample_seeds
 
@@ -40,5 +45,9 @@ def build_seed_set(cfg: SeedsConfig, paths: PathsConfig) -> SeedSet:
     benchmarks = load_benchmark_prompts(paths.ifeval_input, paths.followbench_dir)
     clean, removed = decontaminate(filtered.kept, benchmarks, n=cfg.decontam_ngram)
     report.add_decontamination(c.benchmark for c in removed)
-    kept = sample_seeds(clean, cfg.n, seed=cfg.seed) if cfg.n is not None and cfg.n < len(clean) else clean
+    kept = (
+        sample_seeds(clean, cfg.n, seed=cfg.seed)
+        if cfg.n is not None and cfg.n < len(clean)
+        else clean
+    )
     return SeedSet(records=sorted(kept, key=lambda r: r.id), report=report, removed=removed)

@@ -16,7 +16,9 @@ from complexif.ids import content_id
 Curriculum = Literal["easy_to_hard", "shuffle", "none"]
 
 
-def _order(records: list[dict[str, Any]], curriculum: Curriculum, seed: int) -> list[dict[str, Any]]:
+def _order(
+    records: list[dict[str, Any]], curriculum: Curriculum, seed: int
+) -> list[dict[str, Any]]:
     if curriculum == "easy_to_hard":
         # Stable: within a difficulty level, records keep a deterministic order by id.
         return sorted(records, key=lambda r: (r["n_constraints"], r["id"]))
@@ -37,7 +39,9 @@ def _lineage(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def build_sft(corrections: Sequence[dict[str, Any]], curriculum: Curriculum = "easy_to_hard", seed: int = 0) -> list[dict[str, Any]]:
+def build_sft(
+    corrections: Sequence[dict[str, Any]], curriculum: Curriculum = "easy_to_hard", seed: int = 0
+) -> list[dict[str, Any]]:
     out = []
     for c in corrections:
         if c["status"] != "verified":
@@ -57,7 +61,12 @@ def build_sft(corrections: Sequence[dict[str, Any]], curriculum: Curriculum = "e
     return _order(out, curriculum, seed)
 
 
-def build_dpo(corrections: Sequence[dict[str, Any]], max_pairs_per_prompt: int = 3, curriculum: Curriculum = "easy_to_hard", seed: int = 0) -> list[dict[str, Any]]:
+def build_dpo(
+    corrections: Sequence[dict[str, Any]],
+    max_pairs_per_prompt: int = 3,
+    curriculum: Curriculum = "easy_to_hard",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
     out = []
     for c in corrections:
         if c["status"] != "verified":
@@ -81,7 +90,11 @@ def build_dpo(corrections: Sequence[dict[str, Any]], max_pairs_per_prompt: int =
                     "rejected": [{"role": "assistant", "content": rejected}],
                     "rejected_step": attempt["step"],
                     "rejected_failed": [
-                        cid for cid, ok in zip(c["instruction_id_list"], attempt["verdicts"], strict=True) if not ok
+                        cid
+                        for cid, ok in zip(
+                            c["instruction_id_list"], attempt["verdicts"], strict=True
+                        )
+                        if not ok
                     ],
                     **_lineage(c),
                 }

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from complexif.llm.base import LLM, ChatRequest, GenerationParams
 
 
-def answer_prompts(llm: LLM, prompts: Sequence[tuple[str, str]], params: GenerationParams) -> list[dict]:
+def answer_prompts(
+    llm: LLM, prompts: Sequence[tuple[str, str]], params: GenerationParams
+) -> list[dict]:
     """``prompts`` is a list of ``(id, text)``; returns ``{id, prompt, response, ...}`` rows in order."""
     requests = [
         ChatRequest(id=str(pid), messages=({"role": "user", "content": text},), params=params)

@@ -13,11 +13,15 @@ from complexif.llm.base import LLM
 from complexif.llm.factory import generation_params
 
 
-def evaluate_ifeval(llm: LLM, paths: PathsConfig, cfg: EvaluateConfig, model: str) -> dict[str, Any]:
+def evaluate_ifeval(
+    llm: LLM, paths: PathsConfig, cfg: EvaluateConfig, model: str
+) -> dict[str, Any]:
     inputs = ifeval.load_input_data(paths.ifeval_input)
     if cfg.ifeval.subset is not None and cfg.ifeval.subset < len(inputs):
         inputs = ifeval.stratified_subset(inputs, cfg.ifeval.subset, cfg.ifeval.seed)
-    rows = answer_prompts(llm, [(str(i.key), i.prompt) for i in inputs], generation_params(cfg.generation))
+    rows = answer_prompts(
+        llm, [(str(i.key), i.prompt) for i in inputs], generation_params(cfg.generation)
+    )
     out_dir = Path(paths.eval_dir) / model
     write_jsonl(out_dir / "responses.jsonl", rows)
     result = ifeval.score(inputs, {r["prompt"]: r["response"] for r in rows})

@@ -21,7 +21,9 @@ def load_metrics(metrics_dir: str | Path, models: Sequence[str]) -> dict[str, di
     for model in models:
         path = Path(metrics_dir) / f"ifeval_{model}.json"
         if not path.exists():
-            raise FileNotFoundError(f"{path}: no IFEval metrics for model {model!r}; run its evaluate stage")
+            raise FileNotFoundError(
+                f"{path}: no IFEval metrics for model {model!r}; run its evaluate stage"
+            )
         out[model] = json.loads(path.read_text(encoding="utf-8"))
     return out
 

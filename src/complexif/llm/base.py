@@ -46,4 +46,6 @@ class LLM(Protocol):
 
     name: str
 
-    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResponse]: ...
+    def generate(
+        self, requests: Sequence[ChatRequest], progress: bool = True
+    ) -> list[ChatResponse]: ...

@@ -10,11 +10,16 @@ from complexif.llm.base import LLM, GenerationParams
 
 def generation_params(cfg: GenerationConfig) -> GenerationParams:
     return GenerationParams(
-        max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        seed=cfg.seed,
     )
 
 
-def make_local_llm(path: str | Path, gen: GenerationConfig, device: str = "auto", name: str | None = None) -> LLM:
+def make_local_llm(
+    path: str | Path, gen: GenerationConfig, device: str = "auto", name: str | None = None
+) -> LLM:
     from complexif.llm.transformers_backend import TransformersLLM
 
     return TransformersLLM(path, batch_size=gen.batch_size, device=device, name=name)
@@ -24,5 +29,7 @@ def make_llm(role: LLMRoleConfig, params: Params) -> LLM:
     if role.backend == "transformers":
         from complexif.runtime import model_path
 
-        return make_local_llm(model_path(params, role.model), role.generation, params.train.device, name=role.model)
+        return make_local_llm(
+            model_path(params, role.model), role.generation, params.train.device, name=role.model
+        )
     raise ValueError(f"unknown LLM backend {role.backend!r}; expected 'transformers'")

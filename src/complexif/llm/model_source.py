@@ -96,8 +96,13 @@ def _dequantized_copy(model):
     return plain
 
 
-def prepare_base_model(source: str, out_dir: str | Path, gguf_file: str | None = None,
-                       revision: str | None = None, dtype: str = "float32") -> dict:
+def prepare_base_model(
+    source: str,
+    out_dir: str | Path,
+    gguf_file: str | None = None,
+    revision: str | None = None,
+    dtype: str = "float32",
+) -> dict:
     """Load the configured base model and save it as safetensors + tokenizer into ``out_dir``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -110,9 +115,13 @@ def prepare_base_model(source: str, out_dir: str | Path, gguf_file: str | None =
     if revision:
         kwargs["revision"] = revision
     tokenizer = AutoTokenizer.from_pretrained(resolved.path, **kwargs)
-    model = AutoModelForCausalLM.from_pretrained(resolved.path, dtype=getattr(torch, dtype), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(
+        resolved.path, dtype=getattr(torch, dtype), **kwargs
+    )
     if tokenizer.chat_template is None:
-        raise ValueError(f"{resolved.description}: tokenizer has no chat template; an instruct model is required")
+        raise ValueError(
+            f"{resolved.description}: tokenizer has no chat template; an instruct model is required"
+        )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model, "hf_quantizer", None) is not None:
@@ -126,5 +135,7 @@ def prepare_base_model(source: str, out_dir: str | Path, gguf_file: str | None =
         "source": resolved.description,
         "n_parameters": n_params,
         "vocab_size": len(tokenizer),
-        "architecture": model.config.architectures[0] if model.config.architectures else type(model).__name__,
+        "architecture": model.config.architectures[0]
+        if model.config.architectures
+        else type(model).__name__,
     }

@@ -68,20 +68,25 @@ class TransformersLLM:
             list(request.messages), tokenize=False, add_generation_prompt=True
         )
 
-    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResponse]:
+    def generate(
+        self, requests: Sequence[ChatRequest], progress: bool = True
+    ) -> list[ChatResponse]:
         if not requests:
             return []
         texts = [self._render(r) for r in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
         # Group requests with identical generation params so one batch shares one generate() call.
-        order = sorted(range(len(requests)), key=lambda i: (_params_key(requests[i].params), lengths[i]))
+        order = sorted(
+            range(len(requests)), key=lambda i: (_params_key(requests[i].params), lengths[i])
+        )
         results: list[ChatResponse | None] = [None] * len(requests)
-        bar = tqdm(total=len(requests), desc=f"generate[{self.name}]", unit="req", disable=not progress)
+        bar = tqdm(
+            total=len(requests), desc=f"generate[{self.name}]", unit="req", disable=not progress
+        )
         batch: list[int] = []
         for idx in order:
             if batch and (
-                len(batch) == self.batch_size
-                or requests[batch[0]].params != requests[idx].params
+                len(batch) == self.batch_size or requests[batch[0]].params != requests[idx].params
             ):
                 self._run_batch(batch, requests, texts, results)
                 bar.update(len(batch))

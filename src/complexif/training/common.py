@@ -27,7 +27,9 @@ def peft_config(lora: LoraConfig):
     )
 
 
-def trainer_kwargs(cfg: TrainCommon, device: str, output_dir: Path, report_to: list[str]) -> dict[str, Any]:
+def trainer_kwargs(
+    cfg: TrainCommon, device: str, output_dir: Path, report_to: list[str]
+) -> dict[str, Any]:
     """TrainingArguments fields common to SFTConfig and DPOConfig."""
     device = resolve_device(device)
     on_gpu = device == "cuda"

@@ -17,12 +17,16 @@ def sft_dataset(records: Sequence[dict[str, Any]]) -> Dataset:
     for rec in records:
         messages = rec["messages"]
         if not messages or messages[-1]["role"] != "assistant":
-            raise ValueError(f"SFT record {rec.get('id')!r}: the last message must be the assistant's")
+            raise ValueError(
+                f"SFT record {rec.get('id')!r}: the last message must be the assistant's"
+            )
         rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     return Dataset.from_list(rows)
 
 
 def dpo_dataset(records: Sequence[dict[str, Any]]) -> Dataset:
     """Conversational preference rows (``prompt`` messages, one-message ``chosen``/``rejected``)."""
-    rows = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in records]
+    rows = [
+        {"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in records
+    ]
     return Dataset.from_list(rows)

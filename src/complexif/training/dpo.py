@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from complexif.config import DPOTrainConfig
-from complexif.training.common import load_policy, loss_history, merge_and_save, peft_config, trainer_kwargs
+from complexif.training.common import (
+    load_policy,
+    loss_history,
+    merge_and_save,
+    peft_config,
+    trainer_kwargs,
+)
 from complexif.training.data import dpo_dataset
 from complexif.training.sft import TrainResult
 

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from complexif.config import SFTTrainConfig
-from complexif.training.common import load_policy, loss_history, merge_and_save, peft_config, trainer_kwargs
+from complexif.training.common import (
+    load_policy,
+    loss_history,
+    merge_and_save,
+    peft_config,
+    trainer_kwargs,
+)
 from complexif.training.data import sft_dataset
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from flows.dvc_ops import (
+from complexif.orchestration.dvc import (
     RAN,
     RESTORED,
     UP_TO_DATE,

@@ -1,0 +1,1 @@
+"""Driving DVC from Python: stage discovery, running stages, reading their status."""
