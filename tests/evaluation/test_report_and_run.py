@@ -1,0 +1,59 @@
+import csv
+import json
+
+import pytest
+
+from complexif.config import EvaluateConfig, GenerationConfig, IFEvalConfig, PathsConfig
+from complexif.evaluation.ifeval_run import evaluate_ifeval
+from complexif.evaluation.report import load_metrics, markdown_table, write_report
+from complexif.llm.transformers_backend import TransformersLLM
+from tests.conftest import REPO_ROOT
+
+
+def _metrics(strict: float) -> dict:
+    return {
+        "prompt_level_strict_acc": strict,
+        "prompt_level_loose_acc": strict + 0.1,
+        "inst_level_strict_acc": strict + 0.05,
+        "inst_level_loose_acc": strict + 0.15,
+        "num_prompts": 10,
+        "per_instruction": {
+            "punctuation:no_comma": {"strict": strict, "loose": strict, "count": 3},
+            "detectable_format:title": {"strict": 1.0, "loose": 1.0, "count": 2},
+        },
+    }
+
+
+def test_report_table_csv_and_plot(tmp_path):
+    for name, s in (("base", 0.2), ("sft", 0.3), ("dpo", 0.35)):
+        (tmp_path / f"ifeval_{name}.json").write_text(json.dumps(_metrics(s)))
+    metrics = load_metrics(tmp_path, ["base", "sft", "dpo"])
+    table = markdown_table(metrics)
+    assert "| sft | 10 | 30.0 | 40.0 | 35.0 | 45.0 |" in table
+    paths = write_report(metrics, tmp_path / "reports")
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert rows[1] == {"instruction_type": "punctuation:no_comma", "base": "20.0", "sft": "30.0", "dpo": "35.0"}
+    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_missing_metrics_name_the_model_and_stage(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model 'sft'.*evaluate"):
+        load_metrics(tmp_path, ["sft"])
+
+
+def test_evaluate_ifeval_generates_scores_and_writes_everything(tiny_model_dir, tmp_path):
+    paths = PathsConfig(
+        eval_dir=str(tmp_path / "eval"),
+        metrics_dir=str(tmp_path / "metrics"),
+        ifeval_input=str(REPO_ROOT / "data/benchmarks/ifeval/input_data.jsonl"),
+    )
+    cfg = EvaluateConfig(ifeval=IFEvalConfig(subset=3), generation=GenerationConfig(max_new_tokens=4, batch_size=3))
+    llm = TransformersLLM(tiny_model_dir, batch_size=3, device="cpu", name="tiny")
+    metrics = evaluate_ifeval(llm, paths, cfg, "base")
+    assert metrics["num_prompts"] == 3
+    saved = json.loads((tmp_path / "metrics/ifeval_base.json").read_text())
+    assert saved["prompt_level_strict_acc"] == metrics["prompt_level_strict_acc"]
+    responses = [json.loads(x) for x in (tmp_path / "eval/base/responses.jsonl").open()]
+    assert len(responses) == 3 and all(r["completion_tokens"] <= 4 for r in responses)
+    strict = [json.loads(x) for x in (tmp_path / "eval/base/eval_results_strict.jsonl").open()]
+    assert {r["prompt"] for r in strict} == {r["prompt"] for r in responses}
