@@ -121,7 +121,12 @@ class RespondConfig(_Strict):
 class CorrectConfig(_Strict):
     strategy: Literal["program", "teacher", "program_then_teacher"] = "program_then_teacher"
     teacher: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
-    max_rounds: int = Field(8, ge=1, description="Fix attempts per response, one constraint each.")
+    max_rounds: int = Field(
+        3,
+        ge=1,
+        description="Correction rounds. A round applies every exact program repair (one constraint "
+        "at a time, each re-verified), then one teacher fix per response still failing.",
+    )
     teacher_attempts_per_constraint: int = Field(1, ge=1)
     prompt_template: str = "fix_constraint.txt"
 

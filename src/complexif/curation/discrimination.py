@@ -95,15 +95,14 @@ def _accept(old: list[bool], new: list[bool], target: int) -> bool:
 
 
 def _next_move(traj: Trajectory, settings: CorrectionSettings) -> tuple[int, str] | None:
-    """The first failing constraint that still has a method left to try, and that method."""
-    for idx, ok in enumerate(traj.current.verdicts):
-        if ok:
-            continue
-        cid = traj.instruction_id_list[idx]
-        if settings.strategy in ("program", "program_then_teacher") and cid in REPAIRABLE_IDS:
-            if traj.tried.get((idx, "program"), 0) < 1:
+    """The next (failing constraint, method) to try: exact program repairs before the teacher."""
+    failing = [i for i, ok in enumerate(traj.current.verdicts) if not ok]
+    if settings.strategy in ("program", "program_then_teacher"):
+        for idx in failing:
+            if traj.instruction_id_list[idx] in REPAIRABLE_IDS and (idx, "program") not in traj.tried:
                 return idx, "program"
-        if settings.strategy in ("teacher", "program_then_teacher"):
+    if settings.strategy in ("teacher", "program_then_teacher"):
+        for idx in failing:
             if traj.tried.get((idx, "teacher"), 0) < settings.teacher_attempts_per_constraint:
                 return idx, "teacher"
     return None
@@ -170,50 +169,34 @@ def correct_all(
         pending: list[tuple[Trajectory, int]] = []
         stats = {"program_accepted": 0, "program_rejected": 0, "teacher_requests": 0}
         for traj in trajectories:
-            if traj.verified:
-                continue
-            move = _next_move(traj, settings)
-            if move is None:
-                continue
-            idx, method = move
-            traj.tried[(idx, method)] = traj.tried.get((idx, method), 0) + 1
-            if method == "program":
-                fixed = repair(
-                    traj.instruction_id_list[idx],
-                    traj.kwargs[idx],
-                    traj.current.response,
-                    prompt=traj.prompt,
-                )
-                if fixed is None:
-                    stats["program_rejected"] += 1
-                    continue
-                stats[
-                    "program_accepted"
-                    if _record(traj, "program", idx, fixed, "program")
-                    else "program_rejected"
-                ] += 1
-            else:
-                pending.append((traj, idx))
+            # Exact program repairs first, still one constraint at a time and each re-verified;
+            # whatever is left takes one teacher call this round.
+            while not traj.verified and (move := _next_move(traj, settings)) is not None:
+                idx, method = move
+                traj.tried[(idx, method)] = traj.tried.get((idx, method), 0) + 1
+                if method == "teacher":
+                    pending.append((traj, idx))
+                    break
+                cid = traj.instruction_id_list[idx]
+                fixed = repair(cid, traj.kwargs[idx], traj.current.response, prompt=traj.prompt)
+                ok = fixed is not None and _record(traj, "program", idx, fixed, "program")
+                stats["program_accepted" if ok else "program_rejected"] += 1
         if pending:
             if teacher is None:
                 raise ValueError("strategy needs a teacher model but none was configured")
             if teacher_llm is None:
                 teacher_llm = teacher()
-            requests = [
-                teacher_request(t, i, template, settings.teacher_params) for t, i in pending
-            ]
+            params = settings.teacher_params
+            requests = [teacher_request(t, i, template, params) for t, i in pending]
             stats["teacher_requests"] = len(requests)
             responses = teacher_llm.generate(requests)
             for (traj, idx), resp in zip(pending, responses, strict=True):
                 _record(traj, "teacher", idx, resp.text, resp.model)
-        active = sum(
-            1 for t in trajectories if not t.verified and _next_move(t, settings) is not None
-        )
-        stats["still_active"] = active
+        stats["verified"] = sum(t.verified for t in trajectories)
         log.info("correction round %d: %s", rnd, stats)
         if on_round:
             on_round(rnd, stats)
-        if not pending and stats["program_accepted"] == 0 and stats["program_rejected"] == 0:
+        if not pending:
             break
     return trajectories
 
