@@ -26,3 +26,16 @@ def test_missing_or_mistyped_field_names_file_line_and_field(tmp_path):
         require_fields("f.jsonl", 4, {}, {"prompt": str})
     with pytest.raises(DataError, match=r"field 'kwargs' must be list, got dict"):
         require_fields("f.jsonl", 4, {"kwargs": {}}, {"kwargs": list})
+
+
+def test_outputs_get_normal_permissions_not_mkstemp_private_ones(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "out.jsonl"
+        write_jsonl(path, [{"a": 1}])
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

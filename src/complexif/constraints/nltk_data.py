@@ -22,10 +22,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+
+from complexif.io import write_text
 
 ENV_VAR = "COMPLEXIF_NLTK_DATA"
 DEFAULT_DIR = Path("~/.cache/complexif/nltk_data")
@@ -74,23 +75,6 @@ def _make_private_dirs(path: Path) -> None:
         d.chmod(0o755)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def ensure_punkt(data_dir: Path | None = None) -> Path:
     """Write NLTK's English punkt_tab files under ``data_dir`` if needed; return ``data_dir``.
 
@@ -112,7 +96,7 @@ def ensure_punkt(data_dir: Path | None = None) -> Path:
                 except FileNotFoundError:
                     current = None
                 if current != text:
-                    _write_atomic(path, text)
+                    write_text(path, text)
             _prepared.add(root)
         entry = str(root)
         if not nltk.data.path or nltk.data.path[0] != entry:
