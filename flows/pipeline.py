@@ -52,6 +52,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from complexif.orchestration.dvc import (
@@ -69,6 +70,7 @@ from complexif.orchestration.dvc import (
     stage_base_name,
     stage_env,
 )
+from complexif.tracking.pipeline import pipeline_run
 
 FLOW_NAME = "complexif-pipeline"
 ARTIFACT_KEY = "complexif-pipeline-summary"
@@ -233,20 +235,27 @@ def complexif_pipeline(
     logger.info("DVC project %s; stages: %s", root, ", ".join(selected))
 
     experiment = bool(params_overrides) or bool(experiment_name)
-    if experiment:
-        summary, header, error = _run_experiment(
-            selected,
-            available,
-            root,
-            params_overrides or {},
-            experiment_name,
-            force,
-            whole_pipeline=not stages,
-        )
-    else:
-        summary, header, error = _run_stages(
-            selected, root, force, llm_retries, llm_retry_delay_seconds
-        )
+    run_name = f"pipeline {experiment_name or flow_run.name or ''}".strip()
+    # One parent MLflow run per flow run: every stage run started meanwhile nests under it.
+    with pipeline_run(
+        root, name=run_name, tags={"prefect.flow_run_id": flow_run.id or ""}
+    ) as parent:
+        if experiment:
+            summary, header, error = _run_experiment(
+                selected,
+                available,
+                root,
+                params_overrides or {},
+                experiment_name,
+                force,
+                whole_pipeline=not stages,
+            )
+        else:
+            summary, header, error = _run_stages(
+                selected, root, force, llm_retries, llm_retry_delay_seconds
+            )
+        parent.log_metrics({f"duration_s.{s}": v["duration_s"] for s, v in summary.items()})
+        parent.failed = error is not None
 
     create_markdown_artifact(
         markdown=summary_markdown(summary, header=header, error=error),
