@@ -32,7 +32,12 @@ def test_report_table_csv_and_plot(tmp_path):
     assert "| sft | 10 | 30.0 | 40.0 | 35.0 | 45.0 |" in table
     paths = write_report(metrics, tmp_path / "reports")
     rows = list(csv.DictReader(paths["csv"].open()))
-    assert rows[1] == {"instruction_type": "punctuation:no_comma", "base": "20.0", "sft": "30.0", "dpo": "35.0"}
+    assert rows[1] == {
+        "instruction_type": "punctuation:no_comma",
+        "base": "20.0",
+        "sft": "30.0",
+        "dpo": "35.0",
+    }
     assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
 
 
@@ -47,7 +52,9 @@ def test_evaluate_ifeval_generates_scores_and_writes_everything(tiny_model_dir, 
         metrics_dir=str(tmp_path / "metrics"),
         ifeval_input=str(REPO_ROOT / "data/benchmarks/ifeval/input_data.jsonl"),
     )
-    cfg = EvaluateConfig(ifeval=IFEvalConfig(subset=3), generation=GenerationConfig(max_new_tokens=4, batch_size=3))
+    cfg = EvaluateConfig(
+        ifeval=IFEvalConfig(subset=3), generation=GenerationConfig(max_new_tokens=4, batch_size=3)
+    )
     llm = TransformersLLM(tiny_model_dir, batch_size=3, device="cpu", name="tiny")
     metrics = evaluate_ifeval(llm, paths, cfg, "base")
     assert metrics["num_prompts"] == 3

@@ -19,7 +19,9 @@ def test_stage_runs_in_child_processes_nest_under_the_pipeline_run(tmp_path, mon
     with pipeline_run(tmp_path, name="pipeline test") as parent:
         assert os.environ[ENV_PARENT_RUN_ID] == parent.run_id
         # The stage process runs in the project root, like `dvc repro` starts it.
-        subprocess.run([sys.executable, "-c", CHILD], cwd=tmp_path, check=True, env=dict(os.environ))
+        subprocess.run(
+            [sys.executable, "-c", CHILD], cwd=tmp_path, check=True, env=dict(os.environ)
+        )
         parent.log_metrics({"duration_s": {"child_stage": 1.5}})
     assert ENV_PARENT_RUN_ID not in os.environ
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

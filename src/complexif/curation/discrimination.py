@@ -99,7 +99,10 @@ def _next_move(traj: Trajectory, settings: CorrectionSettings) -> tuple[int, str
     failing = [i for i, ok in enumerate(traj.current.verdicts) if not ok]
     if settings.strategy in ("program", "program_then_teacher"):
         for idx in failing:
-            if traj.instruction_id_list[idx] in REPAIRABLE_IDS and (idx, "program") not in traj.tried:
+            if (
+                traj.instruction_id_list[idx] in REPAIRABLE_IDS
+                and (idx, "program") not in traj.tried
+            ):
                 return idx, "program"
     if settings.strategy in ("teacher", "program_then_teacher"):
         for idx in failing:
