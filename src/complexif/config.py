@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_PARAMS = Path("params.yaml")
+PIPELINE_MODELS = ("base", "sft", "dpo")
 
 
 class _Strict(BaseModel):
@@ -41,6 +42,10 @@ class PathsConfig(_Strict):
 
     def model_dir(self, name: str) -> Path:
         return Path(self.models_dir) / name
+
+    def resolve_model(self, name: str) -> Path:
+        """A role's model: a pipeline model (base/sft/dpo) is models/<name>; else a path/hub id."""
+        return self.model_dir(name) if name in PIPELINE_MODELS else Path(name)
 
 
 class ModelConfig(_Strict):
@@ -205,7 +210,7 @@ class Params(_Strict):
 
     @model_validator(mode="after")
     def _check_models(self) -> Params:
-        unknown = [m for m in self.evaluate.models if m not in ("base", "sft", "dpo")]
+        unknown = [m for m in self.evaluate.models if m not in PIPELINE_MODELS]
         if unknown:
             raise ValueError(
                 f"evaluate.models: unknown model(s) {unknown}; expected base, sft, dpo"

@@ -6,6 +6,7 @@ never leaves half a file behind. JSONL readers name the file and line of any bad
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
@@ -75,6 +76,14 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         fh.write(text)
 
 
+def parse_json_line(path: str | os.PathLike[str], lineno: int, line: str) -> Any:
+    """``json.loads`` whose error names the file, line and column."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)``; blank lines are skipped, bad JSON is a DataError."""
     path = Path(path)
@@ -84,12 +93,7 @@ def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, An
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(
-                    f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
-                ) from exc
+            rec = parse_json_line(path, lineno, line)
             if not isinstance(rec, dict):
                 raise DataError(
                     f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}"
@@ -118,3 +122,12 @@ def require_fields(
             raise DataError(
                 f"{path}:{lineno}: field {name!r} must be {expected}, got {type(rec[name]).__name__}"
             )
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    """Write rows atomically as CSV; the header is the union of the rows' keys, in order."""
+    with atomic_open(path) as fh:
+        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["model"]
+        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)

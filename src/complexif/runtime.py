@@ -87,10 +87,3 @@ def write_gated(
     gate_records(records, suite, params, run, artifact=path)
     write_jsonl(path, records)
     log.info("wrote %d records to %s", len(records), path)
-
-
-def model_path(params: Params, name: str) -> Path:
-    """A role's model: a pipeline model name (base/sft/dpo) maps to models/<name>; else a path/hub id."""
-    if name in ("base", "sft", "dpo"):
-        return params.paths.model_dir(name)
-    return Path(name)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from complexif.ids import content_id
-from complexif.io import DataError, iter_jsonl, require_fields
+from complexif.io import DataError, iter_jsonl, parse_json_line, require_fields
 
 SeedFormat = Literal["auto", "jsonl", "alpaca", "sharegpt"]
 FORMATS: tuple[str, ...] = ("auto", "jsonl", "alpaca", "sharegpt")
@@ -358,12 +358,7 @@ def _first_jsonl_record(path: Path, text: str) -> dict[str, Any] | None:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(
-                f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})"
-            ) from exc
+        rec = parse_json_line(path, lineno, line)
         return rec if isinstance(rec, dict) else None
     return None
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from complexif.io import atomic_open, write_text
+from complexif.io import write_csv, write_text
 
 HEADLINE = (
     ("prompt_level_strict_acc", "prompt strict"),
@@ -49,16 +49,6 @@ def by_type_rows(metrics: dict[str, dict]) -> list[dict]:
             row[model] = "" if value is None else round(100 * value, 2)
         rows.append(row)
     return rows
-
-
-def write_csv(path: str | Path, rows: list[dict]) -> None:
-    import csv
-
-    with atomic_open(path) as fh:
-        fields = list(dict.fromkeys(k for row in rows for k in row)) or ["model"]
-        writer = csv.DictWriter(fh, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def plot_by_type(metrics: dict[str, dict], path: str | Path) -> None:

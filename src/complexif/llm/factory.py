@@ -27,9 +27,10 @@ def make_local_llm(
 
 def make_llm(role: LLMRoleConfig, params: Params) -> LLM:
     if role.backend == "transformers":
-        from complexif.runtime import model_path
-
         return make_local_llm(
-            model_path(params, role.model), role.generation, params.train.device, name=role.model
+            params.paths.resolve_model(role.model),
+            role.generation,
+            params.train.device,
+            name=role.model,
         )
     raise ValueError(f"unknown LLM backend {role.backend!r}; expected 'transformers'")

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from complexif.evaluation.report import write_csv
-from complexif.io import write_json
+from complexif.io import write_csv, write_json
 from complexif.training.sft import TrainResult
 
 CURVE_KEYS = ("step", "loss", "grad_norm", "learning_rate", "rewards/margins", "rewards/accuracies")
