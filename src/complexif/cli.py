@@ -163,7 +163,105 @@ def register_params(groups: Groups) -> None:
     show.set_defaults(handler=_params_show)
 
 
-GROUP_REGISTRARS: list[Registrar] = [register_ifeval, register_params]
+# --------------------------------------------------------------------------------------------
+# complexif serve
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from complexif.config import load_params
+    from complexif.llm.faults import FaultConfig
+
+    params = load_params(args.params)
+    cfg = params.serve
+    model = args.model or cfg.model
+    name = args.name or cfg.name or model
+    try:
+        faults = FaultConfig(
+            rate_429=args.fault_429,
+            rate_500=args.fault_500,
+            rate_timeout=args.fault_timeout,
+            rate_malformed=args.fault_malformed,
+            rate_slow=args.fault_slow,
+            seed=args.fault_seed,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    from complexif.llm import server
+
+    responder: server.Responder
+    if args.backend == "echo":
+        responder, fingerprint = server.FixedLatencyResponder(args.latency_ms / 1000.0), "echo"
+    else:
+        from complexif.config import PIPELINE_MODELS
+        from complexif.llm.transformers_backend import TransformersLLM, resolve_device
+
+        path = params.paths.resolve_model(model)
+        if model in PIPELINE_MODELS and not path.is_dir():
+            print(f"error: model directory {path} not found; run dvc repro first", file=sys.stderr)
+            return EXIT_ERROR
+        batch_size = cfg.batch_size if args.batch_size is None else args.batch_size
+        try:
+            device = resolve_device(args.device or params.train.device)
+        except RuntimeError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_ERROR
+        llm = TransformersLLM(path, batch_size=batch_size, device=device, name=name)
+        wait_ms = cfg.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
+        responder, fingerprint = server.MicroBatcher(llm, batch_size, wait_ms), llm.fingerprint
+    app = server.build_app(responder, name, fingerprint, faults)
+    host = args.host or cfg.host
+    server.run(app, host, cfg.port if args.port is None else args.port)
+    return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def register_serve(groups: Groups) -> None:
+    group = groups.add_parser(
+        "serve",
+        help="serve a model as an OpenAI-compatible chat-completions API",
+        description="Serve a model at http://HOST:PORT/v1 (chat completions, models, health, "
+        "stats). Defaults come from params.yaml serve:; flags override them.",
+    )
+    group.add_argument("--params", type=Path, default=Path("params.yaml"))
+    group.add_argument("--model", help="base/sft/dpo (models/<name>), a directory or a hub id")
+    group.add_argument("--name", help="model name clients ask for (default: --model as given)")
+    group.add_argument("--host")
+    group.add_argument("--port", type=int, help="0 picks a free port (printed at start)")
+    group.add_argument("--batch-size", type=_positive_int, help="most requests per generate() call")
+    group.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill up")
+    group.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), help="default: params.yaml train.device"
+    )
+    group.add_argument(
+        "--backend",
+        choices=("transformers", "echo"),
+        default="transformers",
+        help="echo: no model, answer with the last user message after --latency-ms",
+    )
+    group.add_argument("--latency-ms", type=float, default=0.0, help="echo backend's latency")
+    faults = group.add_argument_group("fault injection (per-request probabilities)")
+    for kind in ("429", "500", "timeout", "malformed", "slow"):
+        faults.add_argument(f"--fault-{kind}", type=_rate, default=0.0, metavar="RATE")
+    faults.add_argument("--fault-seed", type=int, default=0)
+    # No subcommands: the group parser is itself the command.
+    group.set_defaults(group_parser=group, handler=_serve)
+
+
+GROUP_REGISTRARS: list[Registrar] = [register_ifeval, register_params, register_serve]
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,6 +39,9 @@ class PathsConfig(_Strict):
     prompts_dir: str = "prompts"
     ifeval_input: str = "data/benchmarks/ifeval/input_data.jsonl"
     followbench_dir: str = "data/benchmarks/followbench"
+    ledger_dir: str = Field(
+        "data/ledger", description="One failure ledger per LLM stage: <ledger_dir>/<stage>.jsonl"
+    )
 
     def model_dir(self, name: str) -> Path:
         return Path(self.models_dir) / name
@@ -108,15 +111,36 @@ class GenerationConfig(_Strict):
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
+    n: int = Field(1, ge=1, description="Samples per request (each its own cache entry).")
+
+
+class APIConfig(_Strict):
+    """How to reach an OpenAI-compatible server (used when a role's ``backend`` is ``openai``)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = Field(
+        "OPENAI_API_KEY",
+        description="Environment variable (or .env entry) holding the key; never the key itself.",
+    )
+    concurrency: int = Field(32, ge=1, description="Requests in flight at once.")
+    rpm: int | None = Field(None, ge=1, description="Requests per minute; null = no limit.")
+    tpm: int | None = Field(
+        None, ge=1, description="Tokens per minute (prompt estimate + max tokens); null = no limit."
+    )
+    timeout_s: float = Field(60.0, gt=0.0)
+    max_retries: int = Field(6, ge=0, description="Retries on 429, 5xx, timeouts, bad bodies.")
+    backoff_base_s: float = Field(0.5, gt=0.0)
+    backoff_max_s: float = Field(60.0, gt=0.0)
 
 
 class LLMRoleConfig(_Strict):
     """One role's model (student, teacher, judge). ``model`` is a path, ``base``/``sft``/``dpo``
-    (a pipeline model), or a hub id."""
+    (a pipeline model), or a hub id for ``transformers``; the served model's name for ``openai``."""
 
-    backend: Literal["transformers"] = "transformers"
+    backend: Literal["transformers", "openai"] = "transformers"
     model: str = "base"
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    api: APIConfig = Field(default_factory=APIConfig)
 
 
 class RespondConfig(_Strict):
@@ -133,7 +157,13 @@ class CorrectConfig(_Strict):
         "at a time, each re-verified), then one teacher fix per response still failing.",
     )
     teacher_attempts_per_constraint: int = Field(1, ge=1)
+    teacher_output: Literal["text", "json"] = Field(
+        "text",
+        description="text: the teacher's whole answer is the fix. json: it answers "
+        '{"response": ...} (json_prompt_template), parsed robustly with one repair re-ask.',
+    )
     prompt_template: str = "fix_constraint.txt"
+    json_prompt_template: str = "fix_constraint_json.txt"
 
 
 class BuildDataConfig(_Strict):
@@ -197,6 +227,55 @@ class EvaluateConfig(_Strict):
     generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(batch_size=32))
 
 
+class PriceConfig(_Strict):
+    """USD per million tokens."""
+
+    input: float = Field(0.0, ge=0.0)
+    output: float = Field(0.0, ge=0.0)
+
+
+class CacheConfig(_Strict):
+    enabled: bool = True
+    path: str = Field(
+        ".cache/complexif/llm.sqlite",
+        description="SQLite response cache, shared by every stage and run; not a DVC output.",
+    )
+
+
+class LLMConfig(_Strict):
+    """What every LLM call shares: the response cache, prices, the budget cap, failure policy."""
+
+    cache: CacheConfig = Field(default_factory=CacheConfig)
+    env_file: str = Field(".env", description="Read for API keys if present; never committed.")
+    budget_usd: float | None = Field(
+        None, gt=0.0, description="Spend cap per stage run; the stage stops cleanly when reached."
+    )
+    max_failure_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="A stage whose ledgered failures exceed this fraction of its requests fails.",
+    )
+    prices: dict[str, PriceConfig] = Field(
+        default_factory=dict, description="Model name -> price; models not listed cost 0."
+    )
+    json_repair_template: str = "json_repair.txt"
+    progress: bool = True
+
+
+class ServeConfig(_Strict):
+    """Defaults of ``complexif serve`` (every flag overrides one of these)."""
+
+    model: str = "base"
+    name: str | None = Field(None, description="Model name clients ask for; default: model's.")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    batch_size: int = Field(16, ge=1)
+    max_wait_ms: float = Field(
+        10.0, ge=0.0, description="How long a request waits for others to fill its batch."
+    )
+
+
 class Params(_Strict):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -207,6 +286,8 @@ class Params(_Strict):
     build_data: BuildDataConfig = Field(default_factory=BuildDataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    llm: LLMConfig = Field(default_factory=LLMConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
 
     @model_validator(mode="after")
     def _check_models(self) -> Params:

@@ -22,7 +22,16 @@ def setup_logging() -> None:
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
     # Libraries that narrate every request or migration at INFO drown the stage's own progress.
-    for noisy in ("httpx", "alembic", "mlflow", "great_expectations", "urllib3", "filelock"):
+    for noisy in (
+        "httpx",
+        "httpx2",
+        "openai",
+        "alembic",
+        "mlflow",
+        "great_expectations",
+        "urllib3",
+        "filelock",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -32,6 +41,9 @@ def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence
     User-fixable failures (bad params, bad data, a failed quality gate) exit with status 1 and a
     readable message; anything else is a bug and keeps its traceback.
     """
+    from complexif.llm.accounting import BudgetExceeded
+    from complexif.llm.base import FatalBackendError
+    from complexif.llm.session import TooManyFailures
     from complexif.quality.gate import GateFailed
     from complexif.tracking import stage_run
 
@@ -46,6 +58,12 @@ def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence
         sys.exit(1)
     except (ConfigError, DataError) as exc:
         print(f"\n[{name}] {exc}", file=sys.stderr)
+        sys.exit(1)
+    except BudgetExceeded as exc:
+        print(f"\n[{name}] stopped: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except (FatalBackendError, TooManyFailures) as exc:
+        print(f"\n[{name}] LLM calls failed: {exc}", file=sys.stderr)
         sys.exit(1)
 
 

@@ -13,9 +13,37 @@ from complexif.curation.discrimination import (
     summarize,
 )
 from complexif.io import DataError
-from complexif.llm.base import LLM
+from complexif.llm.base import LLM, ChatFailure, ChatRequest, ChatResponse, ChatResult
+from complexif.llm.client import LLMClient
 from complexif.llm.factory import generation_params
 from complexif.llm.prompts import PromptTemplate
+from complexif.llm.structured import generate_json
+
+
+def _revised_response(value: Any) -> str:
+    if not isinstance(value, dict) or not isinstance(value.get("response"), str):
+        raise ValueError('expected an object {"response": "<the revised answer>"}')
+    return value["response"].strip()
+
+
+class JSONFixTeacher:
+    """A teacher that answers ``{"response": ...}``, seen by discrimination as a plain LLM.
+
+    Parsing is robust (fences, text around the JSON) with one repair re-ask; an answer that
+    still cannot be parsed comes back as a ``parse_failed`` :class:`ChatFailure` (ledgered).
+    """
+
+    def __init__(self, client: LLMClient, repair_template: PromptTemplate) -> None:
+        self.client = client
+        self.repair_template = repair_template
+        self.name = client.name
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResult]:
+        values = generate_json(self.client, requests, self.repair_template, _revised_response)
+        return [
+            v if isinstance(v, ChatFailure) else ChatResponse(r.id, v, self.name, "stop", 0, 0)
+            for r, v in zip(requests, values, strict=True)
+        ]
 
 
 def correct_responses(

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from complexif.constraints.repair import REPAIRABLE_IDS, repair
 from complexif.constraints.verify import check_all, describe
-from complexif.llm.base import LLM, ChatRequest, GenerationParams
+from complexif.llm.base import LLM, ChatFailure, ChatRequest, GenerationParams
 from complexif.llm.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ class Attempt:
     verdicts: list[bool]
     accepted: bool
     model: str | None = None
+    error: str | None = None  # a teacher call that failed for good (also in the failure ledger)
 
 
 @dataclass
@@ -153,6 +154,24 @@ def teacher_request(
         id=f"{traj.id}:{len(traj.attempts)}:{idx}",
         messages=({"role": "user", "content": content},),
         params=params,
+        prompt_version=template.version,
+    )
+
+
+def _record_failure(traj: Trajectory, idx: int, failure: ChatFailure, model: str) -> None:
+    """A teacher call with no answer still uses its attempt; the trajectory keeps the reason."""
+    traj.attempts.append(
+        Attempt(
+            len(traj.attempts),
+            "teacher",
+            traj.instruction_id_list[idx],
+            idx,
+            "",
+            [],
+            False,
+            model,
+            error=f"{failure.kind}: {failure.reason}",
+        )
     )
 
 
@@ -170,7 +189,12 @@ def correct_all(
     teacher_llm: LLM | None = None
     for rnd in range(1, settings.max_rounds + 1):
         pending: list[tuple[Trajectory, int]] = []
-        stats = {"program_accepted": 0, "program_rejected": 0, "teacher_requests": 0}
+        stats = {
+            "program_accepted": 0,
+            "program_rejected": 0,
+            "teacher_requests": 0,
+            "teacher_failed": 0,
+        }
         for traj in trajectories:
             # Exact program repairs first, still one constraint at a time and each re-verified;
             # whatever is left takes one teacher call this round.
@@ -194,7 +218,11 @@ def correct_all(
             stats["teacher_requests"] = len(requests)
             responses = teacher_llm.generate(requests)
             for (traj, idx), resp in zip(pending, responses, strict=True):
-                _record(traj, "teacher", idx, resp.text, resp.model)
+                if isinstance(resp, ChatFailure):
+                    _record_failure(traj, idx, resp, teacher_llm.name)
+                    stats["teacher_failed"] += 1
+                else:
+                    _record(traj, "teacher", idx, resp.text, resp.model)
         stats["verified"] = sum(t.verified for t in trajectories)
         log.info("correction round %d: %s", rnd, stats)
         if on_round:
@@ -211,7 +239,8 @@ def summarize(trajectories: Sequence[Trajectory]) -> dict[str, float]:
     by_method: dict[str, int] = {}
     for t in trajectories:
         for a in t.attempts[1:]:
-            key = f"{a.method}_{'accepted' if a.accepted else 'rejected'}"
+            outcome = "failed" if a.error else "accepted" if a.accepted else "rejected"
+            key = f"{a.method}_{outcome}"
             by_method[key] = by_method.get(key, 0) + 1
     n_c = sum(len(t.instruction_id_list) for t in trajectories)
     init_pass_c = sum(sum(t.attempts[0].verdicts) for t in trajectories)

@@ -8,16 +8,17 @@ from typing import Any
 from complexif.config import GenerationConfig
 from complexif.evaluation.generate import answer_prompts
 from complexif.ids import content_id
-from complexif.llm.base import LLM
+from complexif.llm.base import LLM, ChatFailure
 from complexif.llm.factory import generation_params
 
 
 def respond_all(
     llm: LLM, instructions: Sequence[dict[str, Any]], gen: GenerationConfig
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[ChatFailure]]:
+    """One response record per answered instruction, and the failures for the rest."""
     params = generation_params(gen)
-    rows = answer_prompts(llm, [(r["id"], r["prompt"]) for r in instructions], params)
-    return [
+    rows, failures = answer_prompts(llm, [(r["id"], r["prompt"]) for r in instructions], params)
+    records = [
         {
             "id": content_id(
                 row["id"], row["model"], gen.model_dump(), row["response"], prefix="res-"
@@ -31,3 +32,4 @@ def respond_all(
         }
         for row in rows
     ]
+    return records, failures

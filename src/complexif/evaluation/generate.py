@@ -1,29 +1,37 @@
-"""Answer benchmark prompts with a model: one user turn per prompt, greedy by default."""
+"""Answer prompts with a model: one user turn per prompt, greedy by default."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from complexif.llm.base import LLM, ChatRequest, GenerationParams
+from complexif.llm.base import LLM, BatchBackend, ChatFailure, ChatRequest, GenerationParams
 
 
 def answer_prompts(
-    llm: LLM, prompts: Sequence[tuple[str, str]], params: GenerationParams
-) -> list[dict]:
-    """``prompts`` is a list of ``(id, text)``; returns ``{id, prompt, response, ...}`` rows in order."""
+    llm: LLM | BatchBackend, prompts: Sequence[tuple[str, str]], params: GenerationParams
+) -> tuple[list[dict], list[ChatFailure]]:
+    """``prompts`` is a list of ``(id, text)``.
+
+    Returns the ``{id, prompt, response, ...}`` rows of the answered prompts, in order, and the
+    failures (already ledgered by the client): together they account for every prompt.
+    """
     requests = [
         ChatRequest(id=str(pid), messages=({"role": "user", "content": text},), params=params)
         for pid, text in prompts
     ]
-    responses = llm.generate(requests)
-    return [
-        {
-            "id": req.id,
-            "prompt": req.messages[0]["content"],
-            "response": resp.text,
-            "model": resp.model,
-            "finish_reason": resp.finish_reason,
-            "completion_tokens": resp.completion_tokens,
-        }
-        for req, resp in zip(requests, responses, strict=True)
-    ]
+    rows, failures = [], []
+    for req, resp in zip(requests, llm.generate(requests), strict=True):
+        if isinstance(resp, ChatFailure):
+            failures.append(resp)
+            continue
+        rows.append(
+            {
+                "id": req.id,
+                "prompt": req.messages[0]["content"],
+                "response": resp.text,
+                "model": resp.model,
+                "finish_reason": resp.finish_reason,
+                "completion_tokens": resp.completion_tokens,
+            }
+        )
+    return rows, failures

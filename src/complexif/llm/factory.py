@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
+from urllib.parse import urlparse
 
-from complexif.config import GenerationConfig, LLMRoleConfig, Params
-from complexif.llm.base import LLM, GenerationParams
+from complexif.config import APIConfig, ConfigError, GenerationConfig, LLMRoleConfig, Params
+from complexif.llm.base import AsyncBackend, BatchBackend, GenerationParams
 
 
 def generation_params(cfg: GenerationConfig) -> GenerationParams:
@@ -14,18 +17,46 @@ def generation_params(cfg: GenerationConfig) -> GenerationParams:
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         seed=cfg.seed,
+        n=cfg.n,
     )
 
 
 def make_local_llm(
     path: str | Path, gen: GenerationConfig, device: str = "auto", name: str | None = None
-) -> LLM:
+) -> BatchBackend:
     from complexif.llm.transformers_backend import TransformersLLM
 
     return TransformersLLM(path, batch_size=gen.batch_size, device=device, name=name)
 
 
-def make_llm(role: LLMRoleConfig, params: Params) -> LLM:
+def _is_loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_api_key(api: APIConfig, env_file: str | Path) -> str:
+    """The key from the environment, else from the .env file; a local server needs none."""
+    key = os.environ.get(api.api_key_env)
+    if not key and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        key = dotenv_values(env_file).get(api.api_key_env)
+    if key:
+        return key
+    if _is_loopback(api.base_url):
+        return "not-needed"  # the SDK insists on a key; local servers ignore it
+    raise ConfigError(
+        f"no API key for {api.base_url}: set {api.api_key_env} in the environment or in "
+        f"{env_file} (the key never goes in params.yaml)"
+    )
+
+
+def make_backend(role: LLMRoleConfig, params: Params) -> BatchBackend | AsyncBackend:
     if role.backend == "transformers":
         return make_local_llm(
             params.paths.resolve_model(role.model),
@@ -33,4 +64,19 @@ def make_llm(role: LLMRoleConfig, params: Params) -> LLM:
             params.train.device,
             name=role.model,
         )
-    raise ValueError(f"unknown LLM backend {role.backend!r}; expected 'transformers'")
+    if role.backend == "openai":
+        from complexif.llm.openai_backend import OpenAIBackend
+        from complexif.llm.retry import RetryPolicy
+
+        api = role.api
+        return OpenAIBackend(
+            role.model,
+            base_url=api.base_url,
+            api_key=resolve_api_key(api, params.llm.env_file),
+            concurrency=api.concurrency,
+            rpm=api.rpm,
+            tpm=api.tpm,
+            timeout_s=api.timeout_s,
+            retry=RetryPolicy(api.max_retries, api.backoff_base_s, api.backoff_max_s),
+        )
+    raise ConfigError(f"unknown LLM backend {role.backend!r}; expected transformers or openai")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -9,7 +10,13 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from complexif.llm.base import ChatRequest, ChatResponse, GenerationParams
+from complexif.llm.base import (
+    ChatRequest,
+    ChatResponse,
+    GenerationParams,
+    merge_samples,
+    split_samples,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,7 @@ class TransformersLLM:
         self.batch_size = batch_size
         self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype)
         self.device = self.model.device
+        self.fingerprint = model_fingerprint(self.model_path)
 
     def _render(self, request: ChatRequest) -> str:
         return self.tokenizer.apply_chat_template(
@@ -73,6 +81,14 @@ class TransformersLLM:
     ) -> list[ChatResponse]:
         if not requests:
             return []
+        if any(r.params.n > 1 for r in requests):
+            groups = [split_samples(r) for r in requests]
+            flat = self.generate([s for g in groups for s in g], progress=progress)
+            out, pos = [], 0
+            for req, group in zip(requests, groups, strict=True):
+                out.append(merge_samples(req, flat[pos : pos + len(group)]))
+                pos += len(group)
+            return out
         texts = [self._render(r) for r in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
         # Group requests with identical generation params so one batch shares one generate() call.
@@ -145,8 +161,27 @@ class TransformersLLM:
             )
 
 
+def model_fingerprint(path: str | Path) -> str:
+    """A hash of a model directory's weights, config and tokenizer files.
+
+    Part of every cache key for this model: retraining ``models/sft`` in place changes it, so
+    the answers of the old weights are never served for the new ones. Hashing ~500 MB takes
+    well under a second next to loading the model.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        h.update(str(file.relative_to(root)).encode())
+        with file.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
 def _params_key(p: GenerationParams) -> tuple:
-    return (p.max_new_tokens, p.temperature, p.top_p, p.seed)
+    return (p.max_new_tokens, p.temperature, p.top_p, p.seed, p.n)
 
 
 def _eos_ids(model, tokenizer) -> set[int]:

@@ -1,0 +1,194 @@
+"""What stands between a stage and a backend: cache, budget, accounting, ledger, progress.
+
+``LLMClient.generate`` looks every request up in the response cache first; only misses reach the
+backend, each distinct request once. Every answer is cached the moment it arrives, so a crashed
+or killed run resumes where it stopped. A request that fails for good, or is not started because
+the budget is spent, comes back as a :class:`ChatFailure` and goes to the failure ledger.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter, deque
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from complexif.llm.accounting import UsageMeter
+from complexif.llm.base import (
+    AsyncBackend,
+    BatchBackend,
+    CallFailed,
+    ChatFailure,
+    ChatRequest,
+    ChatResponse,
+    ChatResult,
+)
+from complexif.llm.cache import ResponseCache, request_key
+from complexif.llm.ledger import FailureLedger
+from complexif.llm.progress import UsageBar
+
+T = TypeVar("T")
+OnResult = Callable[[str, ChatResult], None]
+
+
+class LLMClient:
+    """An :class:`~complexif.llm.base.LLM` for one role of one stage."""
+
+    def __init__(
+        self,
+        backend: BatchBackend | AsyncBackend,
+        role: str,
+        meter: UsageMeter,
+        ledger: FailureLedger,
+        cache: ResponseCache | None = None,
+        chunk_size: int = 64,
+        progress: bool = True,
+    ) -> None:
+        self.backend = backend
+        self.role = role
+        self.meter = meter
+        self.ledger = ledger
+        self.cache = cache
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.name = backend.name
+        fp = backend.fingerprint
+        self.model_id = f"{backend.name}@{fp}" if fp else backend.name
+        self._loop: _LoopThread | None = None
+
+    def close(self) -> None:
+        """Close an async backend's connections and stop its event loop."""
+        if self._loop is not None:
+            backend: AsyncBackend = self.backend  # type: ignore[assignment]
+            try:
+                self._loop.run(backend.aclose())
+            finally:
+                self._loop.stop()
+                self._loop = None
+
+    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResult]:
+        keys = [request_key(self.model_id, r) for r in requests]
+        done: dict[str, ChatResult] = dict(self.cache.get_many(keys)) if self.cache else {}
+        todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
+        usage = self.meter.role(self.role)
+        bar = UsageBar(
+            len(requests), f"{self.role}[{self.name}]", usage, self.progress and progress
+        )
+        for key in keys:
+            if key in done:
+                self.meter.record(self.role, done[key])  # type: ignore[arg-type]
+                bar.update()
+        retries_before = getattr(self.backend, "retries", 0)
+        # Identical requests in one call are sent once and count as done together.
+        copies = Counter(k for k in keys if k in todo)
+
+        def on_result(key: str, result: ChatResult) -> None:
+            if isinstance(result, ChatResponse):
+                if self.cache is not None:
+                    self.cache.put(key, result)
+                self.meter.record(self.role, result)
+            done[key] = result
+            bar.update(copies[key], getattr(self.backend, "retries", 0) - retries_before)
+
+        try:
+            if todo:
+                if isinstance(self.backend, AsyncBackend):
+                    if self._loop is None:
+                        self._loop = _LoopThread()
+                    self._loop.run(self._run_async(list(todo.items()), on_result))
+                else:
+                    self._run_batches(list(todo.items()), on_result)
+        finally:
+            usage.retries += getattr(self.backend, "retries", 0) - retries_before
+            bar.close()
+        results: list[ChatResult] = []
+        for key, req in zip(keys, requests, strict=True):
+            result = replace(done[key], request_id=req.id)
+            if isinstance(result, ChatFailure):
+                self.record_failure(result)
+            results.append(result)
+        return results
+
+    def record_failure(self, failure: ChatFailure) -> None:
+        """Ledger a failure (also used by callers for answers they could not parse)."""
+        self.meter.role(self.role).failures += 1
+        self.ledger.add(self.role, self.name, failure)
+
+    def _admit(self, key: str, request: ChatRequest, on_result: OnResult) -> float | None:
+        """Reserve the call's worst-case cost; None (and a ledgered skip) if over budget."""
+        estimate = self.meter.estimate(self.name, request)
+        if self.meter.try_reserve(estimate):
+            return estimate
+        on_result(
+            key,
+            ChatFailure(request.id, "budget_exhausted", "budget cap llm.budget_usd reached", 0),
+        )
+        return None
+
+    async def _run_async(self, todo: list[tuple[str, ChatRequest]], on_result: OnResult) -> None:
+        backend: AsyncBackend = self.backend  # type: ignore[assignment]
+        queue = deque(todo)
+
+        async def worker() -> None:
+            while queue:
+                key, request = queue.popleft()
+                reserved = self._admit(key, request, on_result)
+                if reserved is None:
+                    continue
+                try:
+                    result: ChatResult = await backend.complete(request)
+                except CallFailed as exc:
+                    result = ChatFailure(request.id, "request_failed", exc.reason, exc.attempts)
+                finally:
+                    self.meter.release(reserved)
+                on_result(key, result)
+
+        workers = [
+            asyncio.create_task(worker()) for _ in range(min(backend.concurrency, len(todo)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+
+    def _run_batches(self, todo: list[tuple[str, ChatRequest]], on_result: OnResult) -> None:
+        backend: BatchBackend = self.backend  # type: ignore[assignment]
+        # Chunks bound what a kill can lose to one chunk, yet stay wide enough to batch well.
+        for start in range(0, len(todo), self.chunk_size):
+            chunk = todo[start : start + self.chunk_size]
+            admitted = [(k, r) for k, r in chunk if self._admit(k, r, on_result) is not None]
+            if not admitted:
+                continue
+            try:
+                responses = backend.generate([r for _, r in admitted], progress=False)
+            finally:
+                for _, r in admitted:
+                    self.meter.release(self.meter.estimate(self.name, r))
+            for (key, _), resp in zip(admitted, responses, strict=True):
+                on_result(key, resp)
+
+
+class _LoopThread:
+    """One event loop on a daemon thread for the client's whole life.
+
+    The async SDK client, its connection pool and the rate limiters are bound to the loop they
+    were first used on; keeping that loop alive between ``generate`` calls keeps their state
+    (and lets a sync caller that itself runs inside an event loop, like a Prefect task, call us).
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="llm-client", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()

@@ -1,0 +1,143 @@
+"""One stage's LLM calls: shared cache, one meter and one ledger across its roles.
+
+::
+
+    with llm_session("respond", params, run) as llm:
+        student = llm.client("student", params.respond.student)
+        results = student.generate(requests)
+
+On exit the session logs tokens and cost per role to the stage's MLflow run, writes the
+failure ledger, fails the stage if too large a share of its requests failed, and raises
+:class:`BudgetExceeded` if the budget cap stopped it (after everything done is saved).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from complexif.config import LLMRoleConfig, Params
+from complexif.llm.accounting import BudgetExceeded, UsageMeter
+from complexif.llm.cache import ResponseCache
+from complexif.llm.client import LLMClient
+from complexif.llm.factory import make_backend
+from complexif.llm.ledger import FailureLedger
+
+log = logging.getLogger(__name__)
+
+
+class TooManyFailures(RuntimeError):
+    """More than ``llm.max_failure_fraction`` of a stage's requests failed."""
+
+
+class LLMSession:
+    def __init__(self, stage: str, params: Params) -> None:
+        self.stage = stage
+        self.params = params
+        cfg = params.llm
+        self.cache = ResponseCache(cfg.cache.path) if cfg.cache.enabled else None
+        self.meter = UsageMeter(cfg.prices, cfg.budget_usd)
+        self.ledger = FailureLedger(stage)
+        self._clients: dict[str, LLMClient] = {}
+
+    @property
+    def ledger_path(self) -> Path:
+        return Path(self.params.paths.ledger_dir) / f"{self.stage}.jsonl"
+
+    def client(self, role: str, cfg: LLMRoleConfig) -> LLMClient:
+        """The role's client; its backend (maybe a model to load) is built on first use."""
+        if role not in self._clients:
+            self._clients[role] = LLMClient(
+                make_backend(cfg, self.params),
+                role=role,
+                meter=self.meter,
+                ledger=self.ledger,
+                cache=self.cache,
+                chunk_size=max(cfg.generation.batch_size * 4, cfg.api.concurrency),
+                progress=self.params.llm.progress,
+            )
+        return self._clients[role]
+
+    def save(self, run: Any | None = None) -> None:
+        """Write the ledger and log usage; done whether the stage succeeds or not."""
+        metrics = self.meter.metrics()
+        counts = self.ledger.counts()
+        metrics.update({f"ledger.{kind}": float(n) for kind, n in counts.items()})
+        metrics["ledger.total"] = float(len(self.ledger.entries))
+        if run is not None:
+            run.log_metrics(metrics)
+        self.ledger.write(self.ledger_path)
+        counts = self.ledger.counts()
+        for role, usage in sorted(self.meter.by_role.items()):
+            log.info(
+                "%s/%s: %d calls, %d cached, %d retries, %d failed, %d+%d tokens, $%.4f",
+                self.stage,
+                role,
+                usage.requests,
+                usage.cache_hits,
+                usage.retries,
+                usage.failures,
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                usage.cost_usd,
+            )
+
+    def check_failures(self, n_outputs: int | None = None) -> None:
+        """Stop before writing outputs that would be mostly holes.
+
+        Raises :class:`TooManyFailures` when more than ``llm.max_failure_fraction`` of the
+        requests failed for good, and :class:`BudgetExceeded` when the budget ran out before
+        a single output (``n_outputs == 0``): there is nothing worth keeping.
+        """
+        counts = self.ledger.counts()
+        failed = counts.get("request_failed", 0) + counts.get("parse_failed", 0)
+        # Every request either got an answer (called or cached) or failed for good.
+        answered = sum(u.requests + u.cache_hits for u in self.meter.by_role.values())
+        attempted = answered + counts.get("request_failed", 0)
+        limit = self.params.llm.max_failure_fraction
+        if attempted and failed / attempted > limit:
+            raise TooManyFailures(
+                f"{failed} of {attempted} requests failed (more than "
+                f"llm.max_failure_fraction={limit}); reasons are in {self.ledger_path}"
+            )
+        if self.meter.exhausted and n_outputs == 0:
+            raise self._budget_error()
+
+    def _budget_error(self) -> BudgetExceeded:
+        skipped = self.ledger.counts().get("budget_exhausted", 0)
+        return BudgetExceeded(
+            f"budget cap of ${self.meter.budget_usd:.2f} reached after ${self.meter.cost_usd:.4f}"
+            f"; {skipped} requests not started (see {self.ledger_path}). Everything answered "
+            "is cached: raise llm.budget_usd and re-run to continue without paying for it again."
+        )
+
+    def finish(self, run: Any | None = None) -> None:
+        """Save, then stop the stage if too much failed or the budget ran out."""
+        self.save(run)
+        self.check_failures()
+        if self.meter.exhausted:
+            raise self._budget_error()
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        if self.cache is not None:
+            self.cache.close()
+
+
+@contextmanager
+def llm_session(stage: str, params: Params, run: Any | None = None) -> Iterator[LLMSession]:
+    session = LLMSession(stage, params)
+    try:
+        yield session
+    except BaseException:
+        # Keep the ledger and the usage of a failed stage too: they say what was spent.
+        session.save(run)
+        raise
+    else:
+        session.finish(run)
+    finally:
+        session.close()

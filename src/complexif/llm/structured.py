@@ -1,0 +1,123 @@
+"""JSON answers from chat models: found wherever the model put them, asked again once if not.
+
+Models wrap JSON in code fences, preface it with "Sure! Here is...", or trail an explanation.
+:func:`extract_json` takes the first fenced block that parses, else the first JSON object or
+array that decodes anywhere in the text. :func:`generate_json` gives every unparseable answer one
+repair re-ask (the bad answer and the parse error go back to the model); what still fails goes
+to the failure ledger as ``parse_failed``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from complexif.llm.base import ChatFailure, ChatRequest, ChatResponse, ChatResult
+from complexif.llm.client import LLMClient
+from complexif.llm.prompts import PromptTemplate
+
+FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\n?(.*?)```", re.DOTALL)
+MAX_CANDIDATES = 200  # start positions tried in unfenced text; bounds the scan of long answers
+
+
+class JSONExtractError(ValueError):
+    pass
+
+
+def extract_json(text: str) -> Any:
+    """The JSON value in a model's answer; :class:`JSONExtractError` says why there is none."""
+    no_json = "no JSON object or array in the answer"
+    last_error = no_json
+    for block in FENCE.findall(text):
+        try:
+            return json.loads(block.strip())
+        except json.JSONDecodeError as exc:
+            last_error = f"fenced block is not valid JSON: {exc}"
+    decoder = json.JSONDecoder()
+    starts = [m.start() for m in re.finditer(r"[\[{]", text)][:MAX_CANDIDATES]
+    for start in starts:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+            return value
+        except json.JSONDecodeError as exc:
+            if last_error == no_json:
+                last_error = f"invalid JSON: {exc}"
+    raise JSONExtractError(last_error)
+
+
+Validator = Callable[[Any], Any]
+
+
+def _parse(text: str, validate: Validator | None) -> Any:
+    value = extract_json(text)
+    if validate is None:
+        return value
+    try:
+        return validate(value)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise JSONExtractError(f"JSON has the wrong shape: {exc}") from exc
+
+
+def repair_request(request: ChatRequest, answer: str, error: str, template: PromptTemplate):
+    return replace(
+        request,
+        id=f"{request.id}:repair",
+        messages=(
+            *request.messages,
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": template.render(error=error)},
+        ),
+        prompt_version=f"{request.prompt_version}+{template.version}",
+    )
+
+
+def generate_json(
+    client: LLMClient,
+    requests: Sequence[ChatRequest],
+    repair_template: PromptTemplate,
+    validate: Validator | None = None,
+) -> list[Any | ChatFailure]:
+    """One parsed (and validated) value per request, in order, or the :class:`ChatFailure`."""
+    if any(r.params.n != 1 for r in requests):
+        raise ValueError("generate_json parses one answer per request; use n=1")
+    results: list[Any | ChatFailure] = []
+    retry_at: list[int] = []
+    retries: list[ChatRequest] = []
+    first_errors: list[str] = []
+    for i, (req, res) in enumerate(zip(requests, client.generate(requests), strict=True)):
+        results.append(res)
+        if isinstance(res, ChatFailure):
+            continue
+        try:
+            results[i] = _parse(res.text, validate)
+        except JSONExtractError as exc:
+            retry_at.append(i)
+            first_errors.append(str(exc))
+            retries.append(repair_request(req, res.text, str(exc), repair_template))
+    if retries:
+        second: list[ChatResult] = client.generate(retries)
+        for i, err, res in zip(retry_at, first_errors, second, strict=True):
+            if isinstance(res, ChatFailure):
+                results[i] = replace(res, request_id=requests[i].id)
+                continue
+            results[i] = _parse_or_fail(client, requests[i].id, err, res, validate)
+    return results
+
+
+def _parse_or_fail(
+    client: LLMClient, request_id: str, first_error: str, res: ChatResponse, validate
+) -> Any | ChatFailure:
+    try:
+        return _parse(res.text, validate)
+    except JSONExtractError as exc:
+        failure = ChatFailure(
+            request_id,
+            "parse_failed",
+            f"{first_error}; after one repair re-ask: {exc}",
+            attempts=2,
+        )
+        client.record_failure(failure)
+        return failure

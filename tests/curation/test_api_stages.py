@@ -1,0 +1,290 @@
+"""The curation stages over the API path, run as DVC would run them (``python -m stages.X``).
+
+Acceptance of the API layer: pointed at a local server through params, respond and correct run to
+completion, also with 20% injected faults, and their counts reconcile exactly; a stage killed with
+``kill -9`` and re-run writes every row once and calls the server only for unfinished requests;
+the budget cap stops a stage cleanly. Call counts are taken at the server.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from complexif.config import deep_merge
+from complexif.io import read_jsonl, write_jsonl
+from complexif.llm.server import FixedLatencyResponder, build_app, serve_in_thread
+from tests.conftest import REPO_ROOT
+
+# Two constraints a tiny model's answer will fail, so the teacher is asked for fixes.
+CONSTRAINTS = (["change_case:english_capital", "detectable_format:title"], [{}, {}])
+
+
+def _instructions(n: int) -> list[dict]:
+    ids, kwargs = CONSTRAINTS
+    return [
+        {
+            "id": f"ins-{i:03d}",
+            "prompt": f"Write a short note about topic {i}. Use all capital letters and a "
+            "title in double angular brackets.",
+            "instruction_id_list": ids,
+            "kwargs": kwargs,
+            "n_constraints": len(ids),
+        }
+        for i in range(n)
+    ]
+
+
+def _workspace(tmp_path: Path, n: int, base_url: str, model: str, **overrides) -> Path:
+    """A project directory with params pointing both roles at ``base_url``."""
+    ws = tmp_path / "ws"
+    for folder in ("expectations", "prompts"):
+        shutil.copytree(REPO_ROOT / folder, ws / folder)
+    write_jsonl(ws / "data/instructions.jsonl", _instructions(n))
+    # The timeout is well above a CPU batch's time (a client timeout on a request the server then
+    # answers would be a retry no fault caused) and well below a hung request's 30 s.
+    api = {"base_url": base_url, "timeout_s": 10.0, "max_retries": 8, "backoff_base_s": 0.05}
+    api.update(overrides.pop("api", {}))
+    role = {"backend": "openai", "model": model, "api": api}
+    gen = {"max_new_tokens": 12}
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params = deep_merge(
+        params,
+        {
+            "respond": {"student": {**role, "generation": gen}},
+            "correct": {
+                "strategy": "teacher",
+                "max_rounds": 2,
+                "teacher": {**role, "generation": gen},
+            },
+            "llm": {"progress": False},
+        },
+    )
+    (ws / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, overrides)))
+    return ws
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(PYTHONPATH=str(REPO_ROOT), COMPLEXIF_MLFLOW="0")
+    return env
+
+
+def _stage(ws: Path, name: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", f"stages.{name}"],
+        cwd=ws,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"stage {name} failed ({proc.returncode}):\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def _stats(base_url: str) -> dict:
+    return httpx.get(base_url.removesuffix("/v1") + "/stats").json()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _serve_cli(*args: str) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    cmd = [sys.executable, "-m", "complexif.cli", "serve", "--port", str(port), *args]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url.removesuffix("/v1") + "/health").status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"server did not start: {proc.communicate()[1].decode()[-3000:]}")
+        time.sleep(0.2)
+
+
+def _check_reconciled(ws: Path, n: int) -> None:
+    responses = read_jsonl(ws / "data/responses.jsonl")
+    ledger = read_jsonl(ws / "data/ledger/respond.jsonl")
+    answered = [r["instruction_id"] for r in responses]
+    failed = [e["request_id"] for e in ledger]
+    assert len(answered) == len(set(answered))
+    assert sorted(answered + failed) == [f"ins-{i:03d}" for i in range(n)]
+    corrections = read_jsonl(ws / "data/corrections.jsonl")
+    assert sorted(c["id"] for c in corrections) == sorted(r["id"] for r in responses)
+
+
+@pytest.mark.parametrize("faults", [False, True], ids=["clean", "20pct-faults"])
+def test_respond_and_correct_through_complexif_serve_on_a_real_model(
+    tmp_path, tiny_model_dir, faults
+):
+    fault_args = []
+    if faults:
+        fault_args = ["--fault-429", "0.05", "--fault-500", "0.05", "--fault-timeout", "0.05"]
+        fault_args += ["--fault-malformed", "0.05"]
+    proc, url = _serve_cli("--model", str(tiny_model_dir), "--name", "tiny", *fault_args)
+    try:
+        n = 24
+        ws = _workspace(tmp_path, n, url, "tiny")
+        _stage(ws, "respond")
+        _stage(ws, "correct")
+        stats = _stats(url)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    _check_reconciled(ws, n)
+    assert read_jsonl(ws / "data/ledger/respond.jsonl") == []
+    assert read_jsonl(ws / "data/ledger/correct.jsonl") == []
+    corrections = read_jsonl(ws / "data/corrections.jsonl")
+    teacher_calls = sum(1 for c in corrections for a in c["trajectory"] if a["method"] == "teacher")
+    assert teacher_calls >= n  # the random model fails both constraints: the teacher was asked
+    assert all(a.get("error") is None for c in corrections for a in c["trajectory"])
+    n_faults = sum(stats["faults"][k] for k in ("429", "500", "timeout", "malformed"))
+    # Every request was answered once; each fault cost exactly one more request.
+    assert stats["completed"] == n + teacher_calls
+    assert stats["requests"] == stats["completed"] + n_faults
+    if faults:
+        assert n_faults >= 5
+
+
+def test_kill_9_mid_stage_then_rerun_calls_only_for_unfinished_requests(tmp_path):
+    n = 150
+    with serve_in_thread(build_app(FixedLatencyResponder(0.05), "echo")) as url:
+        ws = _workspace(tmp_path, n, url, "echo", api={"concurrency": 4})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.respond"],
+            cwd=ws,
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while _stats(url)["completed"] < n // 3:
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        first = _stats(url)
+        assert first["requests"] < n  # really killed in the middle
+        assert not (ws / "data/responses.jsonl").exists()  # no half-written output
+        with sqlite3.connect(ws / ".cache/complexif/llm.sqlite") as db:
+            cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+        assert 0 < cached <= first["completed"]
+        httpx.post(url.removesuffix("/v1") + "/stats/reset")
+
+        _stage(ws, "respond")
+        second = _stats(url)
+    # Only the requests without a cached answer were sent again, each once.
+    assert second["requests"] == n - cached
+    assert len(set(second["request_hashes"])) == second["requests"]
+    in_flight = set(first["request_hashes"]) & set(second["request_hashes"])
+    assert len(in_flight) == first["requests"] - cached  # answered-but-uncached ones only
+    responses = read_jsonl(ws / "data/responses.jsonl")
+    assert sorted(r["instruction_id"] for r in responses) == [f"ins-{i:03d}" for i in range(n)]
+    assert len({r["id"] for r in responses}) == n
+
+
+def test_budget_cap_stops_the_stage_cleanly_and_a_rerun_continues(tmp_path):
+    n = 20
+    with serve_in_thread(build_app(FixedLatencyResponder(0.0, text="word " * 20), "echo")) as url:
+        # Each call: 12 tokens answered at $1/12 a token = $1; the budget allows 5.
+        prices = {"echo": {"input": 0.0, "output": 1e6 / 12}}
+        ws = _workspace(
+            tmp_path,
+            n,
+            url,
+            "echo",
+            api={"concurrency": 1},
+            llm={"prices": prices, "budget_usd": 5.5},
+        )
+        proc = _stage(ws, "respond", check=False)
+        assert proc.returncode == 1
+        assert "budget cap of $5.50 reached" in proc.stderr
+        assert "raise llm.budget_usd and re-run" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert _stats(url)["requests"] == 5
+        ledger = read_jsonl(ws / "data/ledger/respond.jsonl")
+        assert len(ledger) == n - 5 and {e["kind"] for e in ledger} == {"budget_exhausted"}
+        assert len(read_jsonl(ws / "data/responses.jsonl")) == 5  # what was done is kept
+
+        params = yaml.safe_load((ws / "params.yaml").read_text())
+        params["llm"]["budget_usd"] = 100.0
+        (ws / "params.yaml").write_text(yaml.safe_dump(params))
+        _stage(ws, "respond")
+        assert _stats(url)["requests"] == n  # 15 new calls; the 5 paid answers came from the cache
+    assert len(read_jsonl(ws / "data/responses.jsonl")) == n
+    assert read_jsonl(ws / "data/ledger/respond.jsonl") == []
+
+
+def test_unreachable_server_fails_the_stage_with_the_ledger_written(tmp_path):
+    url = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens there
+    ws = _workspace(tmp_path, 6, url, "echo", api={"max_retries": 1, "backoff_base_s": 0.01})
+    proc = _stage(ws, "respond", check=False)
+    assert proc.returncode == 1
+    assert "6 of 6 requests failed" in proc.stderr and "Traceback" not in proc.stderr
+    ledger = read_jsonl(ws / "data/ledger/respond.jsonl")
+    assert len(ledger) == 6 and all("connection error" in e["reason"] for e in ledger)
+    assert json.loads(json.dumps(ledger[0]))["attempts"] == 2
+
+
+def test_correct_with_json_teacher_repairs_once_then_ledgers_parse_failures(tmp_path):
+    from tests.llm.servers import ScriptedResponder
+
+    def answer(request) -> str:
+        first = request.messages[0]["content"]
+        if "### Instruction" not in first:  # the student
+            return "a plain answer, in lower case"
+        topic = int(first.split("topic ")[1].split(".")[0])
+        if len(request.messages) > 1:  # the repair re-ask: odd topics get it right the 2nd time
+            return '{"response": "<<FIXED>>\\nALL CAPS"}' if topic % 2 else "sorry, no JSON"
+        if topic % 3 == 0:  # fenced JSON after chatter: parsed on the first try
+            return 'Here you go:\n```json\n{"response": "<<TITLE>>\\nALL CAPS NOW"}\n```'
+        return "Revised answer: <<TITLE>> ALL CAPS"  # not JSON: gets one repair re-ask
+
+    n = 12
+    with serve_in_thread(build_app(ScriptedResponder(answer, model="scripted"), "scripted")) as url:
+        ws = _workspace(
+            tmp_path, n, url, "scripted", correct={"teacher_output": "json", "max_rounds": 1}
+        )
+        _stage(ws, "respond")
+        _stage(ws, "correct")
+        stats = _stats(url)
+    corrections = read_jsonl(ws / "data/corrections.jsonl")
+    assert len(corrections) == n  # no row lost, whatever the teacher did
+    ledger = read_jsonl(ws / "data/ledger/correct.jsonl")
+    # Topics 0..11: 0,3,6,9 parse at once; of the rest, odd ones are repaired, even ones fail.
+    failing_topics = [t for t in range(n) if t % 3 and t % 2 == 0]
+    assert len(ledger) == len(failing_topics)
+    assert {e["kind"] for e in ledger} == {"parse_failed"}
+    assert all("after one repair re-ask" in e["reason"] for e in ledger)
+    by_topic = {int(c["prompt"].split("topic ")[1].split(".")[0]): c for c in corrections}
+    for topic, c in by_topic.items():
+        teacher = [a for a in c["trajectory"] if a["method"] == "teacher"]
+        assert len(teacher) == 1
+        if topic in failing_topics:
+            assert teacher[0]["error"].startswith("parse_failed")
+        else:
+            assert teacher[0]["error"] is None and teacher[0]["response"].startswith("<<")
+    repairs = n - n // 3  # every first answer that was not fenced JSON got one re-ask
+    assert stats["requests"] == n + n + repairs

@@ -1,0 +1,75 @@
+"""The response cache: keys separate everything that changes an answer; writers can race."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from dataclasses import replace
+
+from complexif.llm.base import ChatRequest, ChatResponse, GenerationParams
+from complexif.llm.cache import ResponseCache, request_key
+
+REQ = ChatRequest("a", ({"role": "user", "content": "hi"},), GenerationParams(max_new_tokens=8))
+
+
+def test_key_ignores_the_request_id_but_not_what_changes_the_answer():
+    base = request_key("m", REQ)
+    assert request_key("m", replace(REQ, id="other")) == base
+    variants = [
+        request_key("m2", REQ),
+        request_key("m", replace(REQ, messages=({"role": "user", "content": "hi!"},))),
+        request_key("m", replace(REQ, params=replace(REQ.params, seed=1))),
+        request_key("m", replace(REQ, params=replace(REQ.params, n=2))),
+        request_key("m", replace(REQ, params=replace(REQ.params, temperature=0.7))),
+        request_key("m", replace(REQ, params=replace(REQ.params, max_new_tokens=9))),
+        request_key("m", replace(REQ, prompt_version="v2")),
+    ]
+    assert len({base, *variants}) == len(variants) + 1
+
+
+def test_round_trip_keeps_every_field_and_marks_hits_cached(tmp_path):
+    resp = ChatResponse("a", "one", "m", "length", 5, 7, choices=("one", "two"))
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        cache.put("k", resp)
+        cache.put("k", replace(resp, text="later"))  # first answer wins
+        got = cache.get("k")
+        assert cache.get("missing") is None
+        assert len(cache) == 1
+    assert got == replace(resp, request_id="", cached=True)
+    assert got.texts == ("one", "two")
+
+
+def test_persists_across_connections(tmp_path):
+    path = tmp_path / "sub" / "c.sqlite"
+    with ResponseCache(path) as cache:
+        cache.put("k", ChatResponse("a", "x", "m", "stop", 1, 1))
+    with ResponseCache(path) as cache:
+        assert cache.get_many(["k", "nope"])["k"].text == "x"
+
+
+def test_get_many_handles_more_keys_than_sqlite_binds(tmp_path):
+    with ResponseCache(tmp_path / "c.sqlite") as cache:
+        for i in range(1200):
+            cache.put(f"k{i}", ChatResponse("a", str(i), "m", "stop", 1, 1))
+        found = cache.get_many([f"k{i}" for i in range(0, 1300)])
+    assert len(found) == 1200 and found["k1199"].text == "1199"
+
+
+def _writer(path: str, worker: int, n: int) -> None:
+    with ResponseCache(path) as cache:
+        for i in range(n):
+            # Half the keys are shared by every worker, half are the worker's own.
+            key = f"shared{i}" if i % 2 else f"w{worker}-{i}"
+            cache.put(key, ChatResponse("a", f"{worker}:{i}", "m", "stop", 1, 1))
+
+
+def test_concurrent_writer_processes_lose_nothing(tmp_path):
+    path = str(tmp_path / "c.sqlite")
+    workers, n = 4, 150
+    procs = [mp.get_context("spawn").Process(target=_writer, args=(path, w, n)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * workers
+    with ResponseCache(path) as cache:
+        assert len(cache) == workers * (n // 2) + n // 2
