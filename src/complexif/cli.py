@@ -187,11 +187,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    from complexif.llm import server
+    from complexif.llm import responders, server
 
     responder: server.Responder
     if args.backend == "echo":
-        responder, fingerprint = server.FixedLatencyResponder(args.latency_ms / 1000.0), "echo"
+        responder, fingerprint = responders.FixedLatencyResponder(args.latency_ms / 1000.0), "echo"
     else:
         from complexif.config import PIPELINE_MODELS
         from complexif.llm.transformers_backend import TransformersLLM, resolve_device
@@ -208,7 +208,7 @@ def _serve(args: argparse.Namespace) -> int:
             return EXIT_ERROR
         llm = TransformersLLM(path, batch_size=batch_size, device=device, name=name)
         wait_ms = cfg.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
-        responder, fingerprint = server.MicroBatcher(llm, batch_size, wait_ms), llm.fingerprint
+        responder, fingerprint = responders.MicroBatcher(llm, batch_size, wait_ms), llm.fingerprint
     app = server.build_app(responder, name, fingerprint, faults)
     host = args.host or cfg.host
     server.run(app, host, cfg.port if args.port is None else args.port)

@@ -25,7 +25,8 @@ import yaml
 
 from complexif.config import deep_merge
 from complexif.io import read_jsonl, write_jsonl
-from complexif.llm.server import FixedLatencyResponder, build_app, serve_in_thread
+from complexif.llm.responders import FixedLatencyResponder
+from complexif.llm.server import build_app, serve_in_thread
 from tests.conftest import REPO_ROOT
 
 # Two constraints a tiny model's answer will fail, so the teacher is asked for fixes.

@@ -27,8 +27,9 @@ from complexif.llm.faults import FaultConfig
 from complexif.llm.ledger import FailureLedger
 from complexif.llm.openai_backend import OpenAIBackend
 from complexif.llm.prompts import PromptTemplate
+from complexif.llm.responders import FixedLatencyResponder
 from complexif.llm.retry import RetryPolicy
-from complexif.llm.server import FixedLatencyResponder, build_app, serve_in_thread
+from complexif.llm.server import build_app, serve_in_thread
 from complexif.llm.structured import generate_json
 from tests.llm.servers import ScriptedResponder
 
@@ -267,3 +268,14 @@ def test_api_key_from_env_or_dotenv_and_a_clear_error_without_one(tmp_path, monk
     assert resolve_api_key(remote, tmp_path / ".env") == "from-env"
     local = APIConfig(base_url="http://127.0.0.1:8000/v1", api_key_env="UNSET_KEY_XYZ")
     assert resolve_api_key(local, tmp_path / "missing.env") == "not-needed"
+
+
+def test_a_server_failing_everything_stops_the_run_early(tmp_path):
+    faults = FaultConfig(rate_500=1.0)
+    with serve_in_thread(build_app(FixedLatencyResponder(0.0), "echo", faults=faults)) as url:
+        client = _client(url, tmp_path, max_retries=1, concurrency=2)
+        with pytest.raises(FatalBackendError, match="last 10 requests all failed.*HTTP 500"):
+            client.generate(_requests(200))
+        client.close()
+        # 10 requests x 2 attempts, plus at most one in flight on the other worker.
+        assert _stats(url)["requests"] <= 22

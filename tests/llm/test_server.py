@@ -19,7 +19,7 @@ import pytest
 from complexif.cli import main
 from complexif.llm.base import ChatRequest, GenerationParams
 from complexif.llm.faults import FaultConfig
-from complexif.llm.server import FixedLatencyResponder, MicroBatcher
+from complexif.llm.responders import FixedLatencyResponder, MicroBatcher
 from complexif.llm.transformers_backend import TransformersLLM
 from tests.conftest import REPO_ROOT
 from tests.llm.servers import RecordingBackend, ScriptedResponder, client, http, serving

@@ -47,3 +47,45 @@ def test_seeded_sampling_is_reproducible(tiny_model_dir):
 
 def test_empty_request_list_needs_no_generation(tiny_model_dir):
     assert TransformersLLM(tiny_model_dir, device="cpu").generate([]) == []
+
+
+def test_local_model_through_the_client_matches_direct_calls_and_is_cached(
+    tiny_model_dir, tmp_path
+):
+    from complexif.llm.accounting import UsageMeter
+    from complexif.llm.cache import ResponseCache
+    from complexif.llm.client import LLMClient
+    from complexif.llm.ledger import FailureLedger
+
+    llm = TransformersLLM(tiny_model_dir, batch_size=2, device="cpu")
+    reqs = _requests(GenerationParams(max_new_tokens=5))
+    direct = llm.generate(reqs, progress=False)
+
+    def client() -> LLMClient:
+        cache = ResponseCache(tmp_path / "c.sqlite")
+        return LLMClient(llm, "student", UsageMeter(), FailureLedger("t"), cache, chunk_size=2)
+
+    first = client().generate(reqs, progress=False)
+    assert [r.text for r in first] == [r.text for r in direct]
+    assert [r.request_id for r in first] == [r.id for r in reqs]
+    second_client = client()
+    second = second_client.generate(reqs, progress=False)
+    assert all(r.cached for r in second) and [r.text for r in second] == [r.text for r in direct]
+    assert second_client.meter.role("student").requests == 0
+    # The weights' fingerprint is part of every key: retrained weights miss the old answers.
+    assert llm.fingerprint and client().model_id == f"{llm.name}@{llm.fingerprint}"
+
+
+def test_fingerprint_changes_with_the_weights(tiny_model_dir, tmp_path):
+    import shutil
+
+    from complexif.llm.transformers_backend import model_fingerprint
+
+    copy = tmp_path / "retrained"
+    shutil.copytree(tiny_model_dir, copy)
+    assert model_fingerprint(copy) == model_fingerprint(tiny_model_dir)
+    weights = copy / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    assert model_fingerprint(copy) != model_fingerprint(tiny_model_dir)

@@ -24,6 +24,7 @@ from complexif.llm.base import (
     ChatRequest,
     ChatResponse,
     ChatResult,
+    FatalBackendError,
 )
 from complexif.llm.cache import ResponseCache, request_key
 from complexif.llm.ledger import FailureLedger
@@ -43,7 +44,7 @@ class LLMClient:
         meter: UsageMeter,
         ledger: FailureLedger,
         cache: ResponseCache | None = None,
-        chunk_size: int = 64,
+        chunk_size: int = 16,
         progress: bool = True,
     ) -> None:
         self.backend = backend
@@ -130,8 +131,13 @@ class LLMClient:
     async def _run_async(self, todo: list[tuple[str, ChatRequest]], on_result: OnResult) -> None:
         backend: AsyncBackend = self.backend  # type: ignore[assignment]
         queue = deque(todo)
+        # A server that is down fails every request only after all its retries; without this,
+        # 50,000 requests would each wait out their backoff before the stage could give up.
+        breaker = max(10, 2 * backend.concurrency)
+        streak, last_reason = 0, ""
 
         async def worker() -> None:
+            nonlocal streak, last_reason
             while queue:
                 key, request = queue.popleft()
                 reserved = self._admit(key, request, on_result)
@@ -139,11 +145,18 @@ class LLMClient:
                     continue
                 try:
                     result: ChatResult = await backend.complete(request)
+                    streak = 0
                 except CallFailed as exc:
                     result = ChatFailure(request.id, "request_failed", exc.reason, exc.attempts)
+                    streak, last_reason = streak + 1, exc.reason
                 finally:
                     self.meter.release(reserved)
                 on_result(key, result)
+                if streak >= breaker:
+                    raise FatalBackendError(
+                        f"{backend.name}: the last {streak} requests all failed after their "
+                        f"retries (last: {last_reason}); is the server up?"
+                    )
 
         workers = [
             asyncio.create_task(worker()) for _ in range(min(backend.concurrency, len(todo)))
@@ -157,7 +170,9 @@ class LLMClient:
 
     def _run_batches(self, todo: list[tuple[str, ChatRequest]], on_result: OnResult) -> None:
         backend: BatchBackend = self.backend  # type: ignore[assignment]
-        # Chunks bound what a kill can lose to one chunk, yet stay wide enough to batch well.
+        # One chunk is one batch: answers are cached (and the bar moves) batch by batch, so a
+        # kill loses at most one batch. Sorting by length first keeps each batch's padding small.
+        todo = sorted(todo, key=lambda kr: (repr(kr[1].params), _chars(kr[1])))
         for start in range(0, len(todo), self.chunk_size):
             chunk = todo[start : start + self.chunk_size]
             admitted = [(k, r) for k, r in chunk if self._admit(k, r, on_result) is not None]
@@ -170,6 +185,10 @@ class LLMClient:
                     self.meter.release(self.meter.estimate(self.name, r))
             for (key, _), resp in zip(admitted, responses, strict=True):
                 on_result(key, resp)
+
+
+def _chars(request: ChatRequest) -> int:
+    return sum(len(m.get("content", "")) for m in request.messages)
 
 
 class _LoopThread:
@@ -186,7 +205,13 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result()
+        except BaseException:
+            # Ctrl-C in the caller: stop the workers too (finished answers are already cached).
+            future.cancel()
+            raise
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
