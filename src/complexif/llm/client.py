@@ -90,6 +90,8 @@ class LLMClient:
                 if self.cache is not None:
                     self.cache.put(key, result)
                 self.meter.record(self.role, result)
+            else:
+                usage.failures += copies[key]  # live, for the bar; ledgered below
             done[key] = result
             bar.update(copies[key], getattr(self.backend, "retries", 0) - retries_before)
 
@@ -108,7 +110,7 @@ class LLMClient:
         for key, req in zip(keys, requests, strict=True):
             result = replace(done[key], request_id=req.id)
             if isinstance(result, ChatFailure):
-                self.record_failure(result)
+                self.ledger.add(self.role, self.name, result)
             results.append(result)
         return results
 
