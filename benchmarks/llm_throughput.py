@@ -70,12 +70,13 @@ def _timed_run(base_url: str, cache_path: Path, requests: list[ChatRequest], con
         backend, "bench", UsageMeter(), FailureLedger("bench"), ResponseCache(cache_path)
     )
     before = _server_calls(base_url)
-    start = time.perf_counter()
+    cpu_start, start = time.process_time(), time.perf_counter()
     results = client.generate(requests)
     elapsed = time.perf_counter() - start
+    cpu_ms = (time.process_time() - cpu_start) * 1000 / max(1, len(requests))
     client.close()
     failed = sum(1 for r in results if not hasattr(r, "text"))
-    return elapsed, _server_calls(base_url) - before, failed
+    return elapsed, _server_calls(base_url) - before, failed, cpu_ms
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,8 +96,10 @@ def main(argv: list[str] | None = None) -> int:
     ideal = args.n * latency / args.concurrency
     with tempfile.TemporaryDirectory() as tmp, echo_server(args.latency_ms) as url:
         cache = Path(tmp) / "cache.sqlite"
-        cold_s, cold_calls, cold_failed = _timed_run(url, cache, requests, args.concurrency)
-        warm_s, warm_calls, warm_failed = _timed_run(url, cache, requests, args.concurrency)
+        cold_s, cold_calls, cold_failed, cold_cpu = _timed_run(
+            url, cache, requests, args.concurrency
+        )
+        warm_s, warm_calls, warm_failed, _ = _timed_run(url, cache, requests, args.concurrency)
     figures = {
         "requests": args.n,
         "concurrency": args.concurrency,
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         "cold_ratio_to_ideal": round(cold_s / ideal, 3),
         "cold_server_calls": cold_calls,
         "cold_failed": cold_failed,
+        "client_cpu_ms_per_request": round(cold_cpu, 3),
         "cached_rerun_s": round(warm_s, 3),
         "cached_rerun_server_calls": warm_calls,
         "cached_rerun_failed": warm_failed,
@@ -114,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ideal       {ideal:7.2f} s")
     print(
         f"  cold run    {cold_s:7.2f} s  ({cold_s / ideal:.2f}x ideal, "
-        f"{cold_calls} server calls, {cold_failed} failed)"
+        f"{cold_calls} server calls, {cold_failed} failed, "
+        f"client CPU {cold_cpu:.2f} ms/request)"
     )
     print(f"  cached run  {warm_s:7.2f} s  ({warm_calls} server calls, {warm_failed} failed)")
     if args.json:

@@ -1,6 +1,7 @@
 import pytest
+import yaml
 
-from complexif.config import ConfigError, Params, load_params
+from complexif.config import ConfigError, Params, deep_merge, load_params
 from complexif.presets import apply_preset
 from tests.conftest import REPO_ROOT
 
@@ -42,6 +43,23 @@ def test_presets_merge_keep_comments_and_validate(tmp_path):
         )
     )
     assert full.evaluate.ifeval.subset is None and full.seeds.n is None
+
+
+@pytest.mark.parametrize("preset", sorted(p.name for p in (REPO_ROOT / "presets").glob("*.yaml")))
+def test_every_shipped_preset_applies_and_validates(tmp_path, preset):
+    out = apply_preset(
+        REPO_ROOT / "presets" / preset, REPO_ROOT / "params.yaml", tmp_path / "p.yaml"
+    )
+    load_params(out)
+
+
+def test_local_server_preset_points_both_roles_at_the_api():
+    out = load_params(REPO_ROOT / "params.yaml").model_dump()
+    preset = yaml.safe_load((REPO_ROOT / "presets/local_server.yaml").read_text())
+    merged = Params.model_validate(deep_merge(out, preset))
+    for role in (merged.respond.student, merged.correct.teacher):
+        assert role.backend == "openai"
+        assert role.api.base_url == "http://127.0.0.1:8000/v1"
 
 
 def test_preset_with_unknown_key_is_rejected_before_writing(tmp_path):

@@ -38,8 +38,9 @@ def setup_logging() -> None:
 def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence[str]) -> None:
     """Load params, open the stage's MLflow run (logging ``sections`` of params) and run ``body``.
 
-    User-fixable failures (bad params, bad data, a failed quality gate) exit with status 1 and a
-    readable message; anything else is a bug and keeps its traceback.
+    User-fixable failures (bad params, bad data, a failed quality gate, LLM calls that cannot
+    succeed, the budget cap) exit with status 1 and a readable message; anything else is a bug
+    and keeps its traceback.
     """
     from complexif.llm.accounting import BudgetExceeded
     from complexif.llm.base import FatalBackendError
@@ -53,17 +54,21 @@ def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence
         logged = {s: params.model_dump(mode="json")[s] for s in sections}
         with stage_run(name, logged) as run:
             body(params, run)
-    except GateFailed as exc:
-        print(f"\n[{name}] stopped by the quality gate:\n{exc}", file=sys.stderr)
-        sys.exit(1)
-    except (ConfigError, DataError) as exc:
-        print(f"\n[{name}] {exc}", file=sys.stderr)
-        sys.exit(1)
-    except BudgetExceeded as exc:
-        print(f"\n[{name}] stopped: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except (FatalBackendError, TooManyFailures) as exc:
-        print(f"\n[{name}] LLM calls failed: {exc}", file=sys.stderr)
+    except (
+        GateFailed,
+        ConfigError,
+        DataError,
+        BudgetExceeded,
+        FatalBackendError,
+        TooManyFailures,
+    ) as exc:
+        lead = {
+            GateFailed: "stopped by the quality gate:\n",
+            BudgetExceeded: "stopped: ",
+            FatalBackendError: "LLM calls failed: ",
+            TooManyFailures: "LLM calls failed: ",
+        }.get(type(exc), "")
+        print(f"\n[{name}] {lead}{exc}", file=sys.stderr)
         sys.exit(1)
 
 

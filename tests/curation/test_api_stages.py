@@ -77,17 +77,25 @@ def _workspace(tmp_path: Path, n: int, base_url: str, model: str, **overrides) -
     return ws
 
 
-def _env() -> dict[str, str]:
+def _env(tracking: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PYTHONPATH=str(REPO_ROOT), COMPLEXIF_MLFLOW="0")
+    if tracking is not None:
+        env.update(
+            COMPLEXIF_MLFLOW="1",
+            MLFLOW_TRACKING_URI=f"sqlite:///{tracking / 'mlflow.db'}",
+            COMPLEXIF_ARTIFACT_ROOT=str(tracking / "artifacts"),
+        )
     return env
 
 
-def _stage(ws: Path, name: str, check: bool = True) -> subprocess.CompletedProcess:
+def _stage(
+    ws: Path, name: str, check: bool = True, tracking: Path | None = None
+) -> subprocess.CompletedProcess:
     proc = subprocess.run(
         [sys.executable, "-m", f"stages.{name}"],
         cwd=ws,
-        env=_env(),
+        env=_env(tracking),
         capture_output=True,
         text=True,
         timeout=600,
@@ -269,7 +277,7 @@ def test_correct_with_json_teacher_repairs_once_then_ledgers_parse_failures(tmp_
             tmp_path, n, url, "scripted", correct={"teacher_output": "json", "max_rounds": 1}
         )
         _stage(ws, "respond")
-        _stage(ws, "correct")
+        _stage(ws, "correct", tracking=tmp_path)
         stats = _stats(url)
     corrections = read_jsonl(ws / "data/corrections.jsonl")
     assert len(corrections) == n  # no row lost, whatever the teacher did
@@ -289,3 +297,18 @@ def test_correct_with_json_teacher_repairs_once_then_ledgers_parse_failures(tmp_
             assert teacher[0]["error"] is None and teacher[0]["response"].startswith("<<")
     repairs = n - n // 3  # every first answer that was not fenced JSON got one re-ask
     assert stats["requests"] == n + n + repairs
+
+    # Usage per role, the ledger counts and the ledger itself are in the stage's MLflow run.
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (run,) = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string="tags.mlflow.runName = 'correct'",
+    )
+    m = run.data.metrics
+    assert m["llm.teacher.requests"] == n + repairs
+    assert m["llm.teacher.failures"] == len(failing_topics)
+    assert m["ledger.parse_failed"] == len(failing_topics)
+    assert m["llm.teacher.completion_tokens"] > 0
+    assert "correct.jsonl" in {a.path for a in client.list_artifacts(run.info.run_id)}

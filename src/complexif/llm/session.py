@@ -67,10 +67,11 @@ class LLMSession:
         counts = self.ledger.counts()
         metrics.update({f"ledger.{kind}": float(n) for kind, n in counts.items()})
         metrics["ledger.total"] = float(len(self.ledger.entries))
+        self.ledger.write(self.ledger_path)
         if run is not None:
             run.log_metrics(metrics)
-        self.ledger.write(self.ledger_path)
-        counts = self.ledger.counts()
+            if self.ledger.entries:
+                run.log_artifact(self.ledger_path)
         for role, usage in sorted(self.meter.by_role.items()):
             log.info(
                 "%s/%s: %d calls, %d cached, %d retries, %d failed, %d+%d tokens, $%.4f",
