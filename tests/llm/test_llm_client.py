@@ -206,6 +206,16 @@ def test_requests_per_minute_limit_spaces_calls(echo_server, tmp_path):
     assert elapsed >= 1.5  # 5 at once, then one every 0.2 s
 
 
+def test_tokens_per_minute_limit_counts_max_tokens_up_front(echo_server, tmp_path):
+    # Each request reserves ~4 prompt + 16 max tokens = 20: 200 per window admits 10 at once.
+    client = _client(echo_server, tmp_path, tpm=200, rate_period_s=1.0, cache=False)
+    start = time.monotonic()
+    client.generate(_requests(30))
+    elapsed = time.monotonic() - start
+    client.close()
+    assert elapsed >= 1.5  # 10 at once, then about 10 per second
+
+
 def test_budget_cap_stops_new_calls_and_keeps_what_was_answered(tmp_path):
     # Every answer is 16 tokens (max_new_tokens) at $1/16 each: $1 a call, as estimated.
     prices = {"echo": PriceConfig(input=0.0, output=1e6 / 16)}
