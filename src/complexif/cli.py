@@ -261,7 +261,72 @@ def register_serve(groups: Groups) -> None:
     group.set_defaults(group_parser=group, handler=_serve)
 
 
-GROUP_REGISTRARS: list[Registrar] = [register_ifeval, register_params, register_serve]
+# --------------------------------------------------------------------------------------------
+# complexif cache ...
+
+
+def _open_cache(args: argparse.Namespace):
+    from complexif.config import load_params
+    from complexif.llm.cache import ResponseCache
+
+    path = args.path or Path(load_params(args.params).llm.cache.path)
+    if not path.exists():
+        raise DataError(f"{path}: no response cache there yet (nothing has been cached)")
+    return ResponseCache(path)
+
+
+def _cache_stats(args: argparse.Namespace) -> int:
+    import datetime
+
+    with _open_cache(args) as cache:
+        stats = cache.stats()
+    if args.json:
+        print(json.dumps(stats, indent=2))
+        return EXIT_OK
+
+    def when(ts: float) -> str:
+        return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+    print(f"{stats['path']}: {stats['entries']} answers, {stats['bytes'] / 1e6:.1f} MB")
+    for model, row in stats["models"].items():  # type: ignore[union-attr]
+        print(
+            f"  {model}: {row['entries']} answers, {when(row['oldest'])} .. {when(row['newest'])}"
+        )
+    return EXIT_OK
+
+
+def _cache_clear(args: argparse.Namespace) -> int:
+    with _open_cache(args) as cache:
+        n = cache.clear(args.model)
+    which = f"model {args.model!r}" if args.model else "all models"
+    print(f"deleted {n} cached answers ({which}) from {cache.path}")
+    return EXIT_OK
+
+
+def register_cache(groups: Groups) -> None:
+    group = groups.add_parser("cache", help="inspect or clear the LLM response cache")
+    group.set_defaults(group_parser=group)
+    commands = group.add_subparsers(dest="command", metavar="<command>")
+    for name, handler, help_ in (
+        ("stats", _cache_stats, "answers cached per model, size, time span"),
+        ("clear", _cache_clear, "delete cached answers (all, or one model's)"),
+    ):
+        cmd = commands.add_parser(name, help=help_)
+        cmd.add_argument("--params", type=Path, default=Path("params.yaml"))
+        cmd.add_argument("--path", type=Path, help="the cache file (default: llm.cache.path)")
+        cmd.set_defaults(handler=handler)
+        if name == "stats":
+            cmd.add_argument("--json", action="store_true", help="machine-readable output")
+        else:
+            cmd.add_argument("--model", help="only this model's answers")
+
+
+GROUP_REGISTRARS: list[Registrar] = [
+    register_ifeval,
+    register_params,
+    register_serve,
+    register_cache,
+]
 
 
 # --------------------------------------------------------------------------------------------

@@ -73,3 +73,35 @@ def test_concurrent_writer_processes_lose_nothing(tmp_path):
     assert [p.exitcode for p in procs] == [0] * workers
     with ResponseCache(path) as cache:
         assert len(cache) == workers * (n // 2) + n // 2
+
+
+def test_cache_cli_stats_and_clear(tmp_path, capsys):
+    import json
+
+    from complexif.cli import main
+
+    path = tmp_path / "c.sqlite"
+    with ResponseCache(path) as cache:
+        for i in range(3):
+            cache.put(f"a{i}", ChatResponse("r", "x", "teacher-model", "stop", 1, 1))
+        cache.put("b", ChatResponse("r", "x", "student-model", "stop", 1, 1))
+    assert main(["cache", "stats", "--path", str(path), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["entries"] == 4 and stats["bytes"] > 0
+    assert {m: row["entries"] for m, row in stats["models"].items()} == {
+        "student-model": 1,
+        "teacher-model": 3,
+    }
+    assert main(["cache", "clear", "--path", str(path), "--model", "teacher-model"]) == 0
+    assert "deleted 3 cached answers (model 'teacher-model')" in capsys.readouterr().out
+    with ResponseCache(path) as cache:
+        assert len(cache) == 1 and cache.get("b") is not None
+    assert main(["cache", "stats", "--path", str(path)]) == 0
+    assert "1 answers" in capsys.readouterr().out
+
+
+def test_cache_cli_names_a_missing_cache(tmp_path, capsys):
+    from complexif.cli import main
+
+    assert main(["cache", "stats", "--path", str(tmp_path / "none.sqlite")]) == 2
+    assert "none.sqlite: no response cache there yet" in capsys.readouterr().err

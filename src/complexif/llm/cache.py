@@ -87,6 +87,33 @@ class ResponseCache:
                 (key, response.model, blob, time.time()),
             )
 
+    def stats(self) -> dict[str, object]:
+        """Entries per model, file size and the time span covered (for ``complexif cache``)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT model, COUNT(*), MIN(created), MAX(created) FROM responses GROUP BY model"
+            ).fetchall()
+        files = [self.path, Path(f"{self.path}-wal")]
+        return {
+            "path": str(self.path),
+            "entries": sum(r[1] for r in rows),
+            "bytes": sum(f.stat().st_size for f in files if f.exists()),
+            "models": {
+                model: {"entries": n, "oldest": first, "newest": last}
+                for model, n, first, last in sorted(rows)
+            },
+        }
+
+    def clear(self, model: str | None = None) -> int:
+        """Delete every entry (or one model's); returns how many went."""
+        with self._lock:
+            if model is None:
+                n = self._conn.execute("DELETE FROM responses").rowcount
+            else:
+                n = self._conn.execute("DELETE FROM responses WHERE model = ?", (model,)).rowcount
+            self._conn.execute("VACUUM")
+        return n
+
     def __len__(self) -> int:
         with self._lock:
             return self._conn.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
