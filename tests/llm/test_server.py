@@ -407,3 +407,24 @@ def test_cli_rejects_fault_rates_summing_above_one(capsys):
     argv = ["serve", "--params", str(REPO_ROOT / "params.yaml"), "--backend", "echo"]
     assert main([*argv, "--fault-429", "0.6", "--fault-500", "0.6"]) == 2
     assert capsys.readouterr().err.startswith("error: fault rates sum to 1.2")
+
+
+def test_requests_of_clients_that_hung_up_never_reach_the_model():
+    # One request per batch, one second each: a killed or timed-out client's queued requests
+    # must be dropped, not generated while a resumed run waits behind them.
+    backend = RecordingBackend(delay_s=1.0)
+    with serving(MicroBatcher(backend, max_batch=1, max_wait_ms=0)) as url:
+        sdk = client(url, timeout=0.3)
+
+        def ask(i: int) -> None:
+            with pytest.raises(openai.APITimeoutError):
+                sdk.chat.completions.create(
+                    model="test-model", messages=[{"role": "user", "content": f"q{i}"}]
+                )
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(ask, range(4)))
+        time.sleep(2.0)  # the first batch finishes; the other three would run now
+        _, stats = http(url, "GET", "/stats")
+    assert len(backend.batches) == 1
+    assert stats["abandoned"] == 4 and stats["completed"] == 0

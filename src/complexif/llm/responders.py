@@ -120,6 +120,10 @@ class MicroBatcher:
                 self._running = None
 
     async def _run(self, batch: _Batch) -> None:
+        # Requests whose clients hung up were cancelled while waiting: generate only the rest.
+        batch.items = [(r, f) for r, f in batch.items if not f.cancelled()]
+        if not batch.items:
+            return
         requests = [r for r, _ in batch.items]
         generate = functools.partial(self.backend.generate, requests, progress=False)
         try:

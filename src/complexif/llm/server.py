@@ -38,6 +38,7 @@ from complexif.llm.faults import FAULT_KINDS, FaultConfig, fault_response, opena
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TOKENS = 256
+DISCONNECT_POLL_S = 0.5  # how often a waiting request checks that its client is still there
 
 
 class Responder(Protocol):
@@ -85,6 +86,7 @@ class ServerStats:
 
     requests: int = 0
     completed: int = 0
+    abandoned: int = 0  # the client hung up before its answer was ready; dropped unanswered
     faults: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULT_KINDS, 0))
     request_hashes: list[str] = field(default_factory=list)
 
@@ -150,8 +152,12 @@ def build_app(
                 n=canon["n"],
             ),
         )
+        answering = asyncio.gather(*(responder.respond(r) for r in split_samples(chat)))
         try:
-            samples = await asyncio.gather(*(responder.respond(r) for r in split_samples(chat)))
+            samples = await _unless_disconnected(request, answering)
+        except ClientGone:
+            stats.abandoned += 1
+            return Response(status_code=499)  # nobody is listening; nginx's "client closed"
         except Exception as exc:
             log.exception("generation failed for %s", completion_id)
             return openai_error(500, f"generation failed: {exc}", "server_error")
@@ -181,6 +187,26 @@ def build_app(
         return asdict(stats)
 
     return app
+
+
+class ClientGone(Exception):
+    """The client hung up (timed out, was killed) before its answer was ready."""
+
+
+async def _unless_disconnected(
+    request: Request, work: asyncio.Future[Any], poll_s: float = DISCONNECT_POLL_S
+) -> Any:
+    """Await ``work`` unless the client disconnects first; then cancel it, so a queued request
+    of a killed client never takes a slot in a model batch (a resumed run would wait for it)."""
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=poll_s)
+        if done:
+            return work.result()
+        if await request.is_disconnected():
+            work.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await work
+            raise ClientGone
 
 
 def _invalid_body(exc: ValidationError) -> JSONResponse:
