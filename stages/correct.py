@@ -36,6 +36,7 @@ def main(params, run) -> None:
         )
         # A failed teacher call leaves its response unresolved, never drops it.
         reconcile("correct", len(responses), len(records), 0)
+        llm.check_failures(len(records))
         run.log_metrics(summary)
         write_jsonl(params.paths.corrections, records)
 

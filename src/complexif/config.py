@@ -143,8 +143,19 @@ class LLMRoleConfig(_Strict):
     api: APIConfig = Field(default_factory=APIConfig)
 
 
+def _one_sample(role: LLMRoleConfig, where: str) -> LLMRoleConfig:
+    if role.generation.n != 1:
+        raise ValueError(f"{where}.generation.n must be 1: this stage keeps one answer per row")
+    return role
+
+
 class RespondConfig(_Strict):
     student: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
+
+    @field_validator("student")
+    @classmethod
+    def _check_n(cls, v: LLMRoleConfig) -> LLMRoleConfig:
+        return _one_sample(v, "respond.student")
 
 
 class CorrectConfig(_Strict):
@@ -164,6 +175,11 @@ class CorrectConfig(_Strict):
     )
     prompt_template: str = "fix_constraint.txt"
     json_prompt_template: str = "fix_constraint_json.txt"
+
+    @field_validator("teacher")
+    @classmethod
+    def _check_n(cls, v: LLMRoleConfig) -> LLMRoleConfig:
+        return _one_sample(v, "correct.teacher")
 
 
 class BuildDataConfig(_Strict):

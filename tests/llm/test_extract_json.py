@@ -36,3 +36,17 @@ def test_extracts(text, expected):
 def test_reports_why_there_is_no_json(text, message):
     with pytest.raises(JSONExtractError, match=message):
         extract_json(text)
+
+
+def test_validation_picks_the_first_json_of_the_right_shape():
+    from complexif.llm.structured import parse_json
+
+    def response(v):
+        return v["response"]
+
+    text = 'I fixed constraint [2].\n{"response": "Hello world"}'
+    assert parse_json(text, response) == "Hello world"
+    with pytest.raises(JSONExtractError, match="wrong shape"):
+        parse_json("[1] and [2]", response)
+    with pytest.raises(JSONExtractError, match="no JSON"):
+        parse_json("nothing here", response)

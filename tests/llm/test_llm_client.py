@@ -239,6 +239,19 @@ def test_budget_cap_stops_new_calls_and_keeps_what_was_answered(tmp_path):
         assert _stats(url)["requests"] == 10
 
 
+def test_budget_waits_for_calls_in_flight_instead_of_giving_up_early(echo_server, tmp_path):
+    # Worst case $1 a call (16 tokens at $1/16), real cost $0.125 (the echo answers 2 tokens):
+    # 8 calls in flight reserve $8 of a $3 budget, but they free most of it when they return.
+    meter = UsageMeter({"echo": PriceConfig(input=0.0, output=1e6 / 16)}, budget_usd=3.0)
+    client = _client(echo_server, tmp_path, meter=meter, concurrency=8)
+    out = client.generate(_requests(40))
+    client.close()
+    answered = sum(isinstance(r, ChatResponse) for r in out)
+    assert answered >= 16  # spent down to within one worst-case call of the cap, not 3 calls
+    assert meter.cost_usd <= 3.0 and meter.exhausted
+    assert answered + len(client.ledger.entries) == 40
+
+
 def test_json_answers_get_one_repair_re_ask_then_the_ledger(tmp_path):
     def answer(request: ChatRequest) -> str:
         last = request.messages[-1]["content"]

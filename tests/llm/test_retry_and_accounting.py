@@ -73,7 +73,8 @@ def test_budget_reserves_worst_case_cost_so_concurrent_calls_cannot_overshoot():
     req = ChatRequest("r", ({"role": "user", "content": ""},), GenerationParams(max_new_tokens=1))
     assert meter.estimate("big", req) == pytest.approx(1.0)
     assert meter.try_reserve(1.0) and meter.try_reserve(1.0)
-    assert not meter.try_reserve(1.0) and meter.exhausted  # 3 in flight would break the cap
+    assert not meter.try_reserve(1.0)  # 3 in flight would break the cap: wait for one
+    assert meter.reserved_usd == 2.0
     meter.release(1.0)
     meter.record("t", _resp("big", 0, 1))  # the call cost $1
     assert not meter.try_reserve(1.0)  # 1 spent + 1 in flight + 1 more > 2.5

@@ -30,6 +30,7 @@ class RoleUsage:
     saved_usd: float = 0.0  # what the cache hits would have cost
     retries: int = 0
     failures: int = 0
+    repairs: int = 0  # re-asks for an unparseable answer: extra calls, not extra rows
 
 
 class BudgetExceeded(RuntimeError):
@@ -66,12 +67,19 @@ class UsageMeter:
         p = request.params
         return self.cost(model, estimate_prompt_tokens(request), p.max_new_tokens * p.n)
 
+    @property
+    def reserved_usd(self) -> float:
+        return self._reserved
+
     def try_reserve(self, amount: float) -> bool:
-        """Reserve ``amount`` for a call about to start; False (and exhausted) if over budget."""
+        """Reserve ``amount`` for a call about to start; False if it does not fit now.
+
+        Not fitting while other calls are in flight means "wait for one to finish" (most calls
+        cost far less than their worst case); the caller sets ``exhausted`` when nothing is.
+        """
         if self.budget_usd is None:
             return True
-        if self.cost_usd + self._reserved + amount > self.budget_usd:
-            self.exhausted = True
+        if self.exhausted or self.cost_usd + self._reserved + amount > self.budget_usd:
             return False
         self._reserved += amount
         return True

@@ -84,6 +84,9 @@ class LLMClient:
         retries_before = getattr(self.backend, "retries", 0)
         # Identical requests in one call are sent once and count as done together.
         copies = Counter(k for k in keys if k in todo)
+        ids_by_key: dict[str, list[str]] = {}
+        for key, req in zip(keys, requests, strict=True):
+            ids_by_key.setdefault(key, []).append(req.id)
 
         def on_result(key: str, result: ChatResult) -> None:
             if isinstance(result, ChatResponse):
@@ -91,7 +94,9 @@ class LLMClient:
                     self.cache.put(key, result)
                 self.meter.record(self.role, result)
             else:
-                usage.failures += copies[key]  # live, for the bar; ledgered below
+                # Ledgered as it happens, so a run that aborts later still says what failed.
+                for request_id in ids_by_key[key]:
+                    self.record_failure(replace(result, request_id=request_id))
             done[key] = result
             bar.update(copies[key], getattr(self.backend, "retries", 0) - retries_before)
 
@@ -108,10 +113,7 @@ class LLMClient:
             bar.close()
         results: list[ChatResult] = []
         for key, req in zip(keys, requests, strict=True):
-            result = replace(done[key], request_id=req.id)
-            if isinstance(result, ChatFailure):
-                self.ledger.add(self.role, self.name, result)
-            results.append(result)
+            results.append(replace(done[key], request_id=req.id))
         return results
 
     def record_failure(self, failure: ChatFailure) -> None:
@@ -119,16 +121,21 @@ class LLMClient:
         self.meter.role(self.role).failures += 1
         self.ledger.add(self.role, self.name, failure)
 
-    def _admit(self, key: str, request: ChatRequest, on_result: OnResult) -> float | None:
-        """Reserve the call's worst-case cost; None (and a ledgered skip) if over budget."""
-        estimate = self.meter.estimate(self.name, request)
-        if self.meter.try_reserve(estimate):
-            return estimate
+    def _skip(self, key: str, request: ChatRequest, on_result: OnResult) -> None:
+        self.meter.exhausted = True
         on_result(
             key,
             ChatFailure(request.id, "budget_exhausted", "budget cap llm.budget_usd reached", 0),
         )
-        return None
+
+    async def _reserve(self, estimate: float, released: asyncio.Condition) -> bool:
+        """Reserve a call's worst-case cost, waiting while calls in flight may free some."""
+        async with released:
+            while not self.meter.try_reserve(estimate):
+                if self.meter.exhausted or self.meter.reserved_usd <= 0:
+                    return False
+                await released.wait()
+            return True
 
     async def _run_async(self, todo: list[tuple[str, ChatRequest]], on_result: OnResult) -> None:
         backend: AsyncBackend = self.backend  # type: ignore[assignment]
@@ -137,13 +144,15 @@ class LLMClient:
         # 50,000 requests would each wait out their backoff before the stage could give up.
         breaker = max(10, 2 * backend.concurrency)
         streak, last_reason = 0, ""
+        released = asyncio.Condition()
 
         async def worker() -> None:
             nonlocal streak, last_reason
             while queue:
                 key, request = queue.popleft()
-                reserved = self._admit(key, request, on_result)
-                if reserved is None:
+                reserved = self.meter.estimate(self.name, request)
+                if not await self._reserve(reserved, released):
+                    self._skip(key, request, on_result)
                     continue
                 try:
                     result: ChatResult = await backend.complete(request)
@@ -154,6 +163,8 @@ class LLMClient:
                 finally:
                     self.meter.release(reserved)
                 on_result(key, result)
+                async with released:
+                    released.notify_all()
                 if streak >= breaker:
                     raise FatalBackendError(
                         f"{backend.name}: the last {streak} requests all failed after their "
@@ -174,18 +185,26 @@ class LLMClient:
         backend: BatchBackend = self.backend  # type: ignore[assignment]
         # One chunk is one batch: answers are cached (and the bar moves) batch by batch, so a
         # kill loses at most one batch. Sorting by length first keeps each batch's padding small.
-        todo = sorted(todo, key=lambda kr: (repr(kr[1].params), _chars(kr[1])))
-        for start in range(0, len(todo), self.chunk_size):
-            chunk = todo[start : start + self.chunk_size]
-            admitted = [(k, r) for k, r in chunk if self._admit(k, r, on_result) is not None]
-            if not admitted:
-                continue
+        queue = deque(sorted(todo, key=lambda kr: (repr(kr[1].params), _chars(kr[1]))))
+        while queue:
+            chunk: list[tuple[str, ChatRequest, float]] = []
+            while queue and len(chunk) < self.chunk_size:
+                key, request = queue[0]
+                estimate = self.meter.estimate(self.name, request)
+                if not self.meter.try_reserve(estimate):
+                    break  # run what fits; the rest waits for this chunk's real cost
+                queue.popleft()
+                chunk.append((key, request, estimate))
+            if not chunk:  # nothing in flight and the next call does not fit: budget spent
+                for key, request in queue:
+                    self._skip(key, request, on_result)
+                return
             try:
-                responses = backend.generate([r for _, r in admitted], progress=False)
+                responses = backend.generate([r for _, r, _ in chunk], progress=False)
             finally:
-                for _, r in admitted:
-                    self.meter.release(self.meter.estimate(self.name, r))
-            for (key, _), resp in zip(admitted, responses, strict=True):
+                for _, _, estimate in chunk:
+                    self.meter.release(estimate)
+            for (key, _, _), resp in zip(chunk, responses, strict=True):
                 on_result(key, resp)
 
 

@@ -116,7 +116,12 @@ class OpenAIBackend:
                 raise CallFailed(f"{reason} (gave up after {attempt + 1} attempts)", attempt + 1)
             delay = self.retry.delay(attempt, retry_after, self._rng)
             if retry_after is not None:
-                self._pause_until = max(self._pause_until, time.monotonic() + delay)
+                # Every worker waits what the server asked; this one also its own backoff.
+                self._pause_until = max(self._pause_until, time.monotonic() + retry_after)
+                if retry_after > self.retry.max_s:
+                    log.warning(
+                        "%s: server asks to wait %.0f s (Retry-After)", self.name, retry_after
+                    )
             log.debug("%s: %s; retry %d in %.2fs", request.id, reason, attempt + 1, delay)
             self.retries += 1
             attempt += 1
@@ -142,7 +147,9 @@ class OpenAIBackend:
             texts = tuple((c["message"].get("content") or "") for c in choices)
             finish = choices[0].get("finish_reason") or "stop"
             usage = completion.get("usage") or {}
-        except (AttributeError, IndexError, KeyError, TypeError) as exc:
+            prompt_tokens = int(usage.get("prompt_tokens") or 0)
+            completion_tokens = int(usage.get("completion_tokens") or 0)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
             raise MalformedResponse(f"not a chat completion: {str(completion)[:200]}") from exc
         if len(texts) != request.params.n:
             raise MalformedResponse(f"asked for {request.params.n} choices, got {len(texts)}")
@@ -152,8 +159,8 @@ class OpenAIBackend:
             # Cache and price under the name we asked for: servers may answer with an alias.
             model=self.name,
             finish_reason=str(finish),
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
             choices=texts if len(texts) > 1 else (),
         )
 

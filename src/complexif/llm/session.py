@@ -95,9 +95,11 @@ class LLMSession:
         """
         counts = self.ledger.counts()
         failed = counts.get("request_failed", 0) + counts.get("parse_failed", 0)
-        # Every request either got an answer (called or cached) or failed for good.
-        answered = sum(u.requests + u.cache_hits for u in self.meter.by_role.values())
-        attempted = answered + counts.get("request_failed", 0)
+        # Every row's request either got an answer (called or cached) or failed for good; a
+        # repair re-ask is a second call for a row already counted.
+        usages = self.meter.by_role.values()
+        answered = sum(u.requests + u.cache_hits for u in usages)
+        attempted = answered + counts.get("request_failed", 0) - sum(u.repairs for u in usages)
         limit = self.params.llm.max_failure_fraction
         if attempted and failed / attempted > limit:
             raise TooManyFailures(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,44 +27,58 @@ class JSONExtractError(ValueError):
     pass
 
 
-def extract_json(text: str) -> Any:
-    """The JSON value in a model's answer; :class:`JSONExtractError` says why there is none."""
+def _candidates(text: str) -> Iterator[Any]:
+    """Every JSON value in the answer, in order: fenced blocks first, then anywhere in the text.
+
+    Raises :class:`JSONExtractError` (why there is none) once the text is exhausted.
+    """
     no_json = "no JSON object or array in the answer"
     last_error = no_json
     for block in FENCE.findall(text):
         try:
-            return json.loads(block.strip())
+            yield json.loads(block.strip())
         except json.JSONDecodeError as exc:
             last_error = f"fenced block is not valid JSON: {exc}"
     decoder = json.JSONDecoder()
-    starts = [m.start() for m in re.finditer(r"[\[{]", text)][:MAX_CANDIDATES]
-    for start in starts:
+    for start in [m.start() for m in re.finditer(r"[\[{]", text)][:MAX_CANDIDATES]:
         try:
-            value, _ = decoder.raw_decode(text, start)
-            return value
+            yield decoder.raw_decode(text, start)[0]
         except json.JSONDecodeError as exc:
             if last_error == no_json:
                 last_error = f"invalid JSON: {exc}"
     raise JSONExtractError(last_error)
 
 
+def extract_json(text: str) -> Any:
+    """The first JSON value in a model's answer; :class:`JSONExtractError` says why there is none."""
+    return next(_candidates(text))
+
+
 Validator = Callable[[Any], Any]
 
 
-def _parse(text: str, validate: Validator | None) -> Any:
-    value = extract_json(text)
-    if validate is None:
-        return value
+def parse_json(text: str, validate: Validator | None) -> Any:
+    """The first JSON value in ``text`` that ``validate`` accepts (a stray ``[2]`` in prose
+    before the real answer must not hide it)."""
+    shape_error: str | None = None
     try:
-        return validate(value)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise JSONExtractError(f"JSON has the wrong shape: {exc}") from exc
+        for value in _candidates(text):
+            if validate is None:
+                return value
+            try:
+                return validate(value)
+            except (KeyError, TypeError, ValueError) as exc:
+                shape_error = shape_error or f"JSON has the wrong shape: {exc}"
+    except JSONExtractError:
+        if shape_error is None:
+            raise
+    raise JSONExtractError(shape_error)
 
 
 def repair_request(request: ChatRequest, answer: str, error: str, template: PromptTemplate):
+    # Same id: a failed repair is ledgered under the row it was for.
     return replace(
         request,
-        id=f"{request.id}:repair",
         messages=(
             *request.messages,
             {"role": "assistant", "content": answer},
@@ -92,16 +106,17 @@ def generate_json(
         if isinstance(res, ChatFailure):
             continue
         try:
-            results[i] = _parse(res.text, validate)
+            results[i] = parse_json(res.text, validate)
         except JSONExtractError as exc:
             retry_at.append(i)
             first_errors.append(str(exc))
             retries.append(repair_request(req, res.text, str(exc), repair_template))
     if retries:
+        client.meter.role(client.role).repairs += len(retries)
         second: list[ChatResult] = client.generate(retries)
         for i, err, res in zip(retry_at, first_errors, second, strict=True):
             if isinstance(res, ChatFailure):
-                results[i] = replace(res, request_id=requests[i].id)
+                results[i] = res  # the client has ledgered it
                 continue
             results[i] = _parse_or_fail(client, requests[i].id, err, res, validate)
     return results
@@ -111,7 +126,7 @@ def _parse_or_fail(
     client: LLMClient, request_id: str, first_error: str, res: ChatResponse, validate
 ) -> Any | ChatFailure:
     try:
-        return _parse(res.text, validate)
+        return parse_json(res.text, validate)
     except JSONExtractError as exc:
         failure = ChatFailure(
             request_id,
