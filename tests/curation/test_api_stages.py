@@ -28,6 +28,7 @@ from complexif.io import read_jsonl, write_jsonl
 from complexif.llm.responders import FixedLatencyResponder
 from complexif.llm.server import build_app, serve_in_thread
 from tests.conftest import REPO_ROOT
+from tests.llm.servers import stats as server_stats
 
 # Two constraints a tiny model's answer will fail, so the teacher is asked for fixes.
 CONSTRAINTS = (["change_case:english_capital", "detectable_format:title"], [{}, {}])
@@ -105,10 +106,6 @@ def _stage(
     return proc
 
 
-def _stats(base_url: str) -> dict:
-    return httpx.get(base_url.removesuffix("/v1") + "/stats").json()
-
-
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -158,7 +155,7 @@ def test_respond_and_correct_through_complexif_serve_on_a_real_model(
         ws = _workspace(tmp_path, n, url, "tiny")
         _stage(ws, "respond")
         _stage(ws, "correct")
-        stats = _stats(url)
+        stats = server_stats(url)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -189,12 +186,12 @@ def test_kill_9_mid_stage_then_rerun_calls_only_for_unfinished_requests(tmp_path
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        while _stats(url)["completed"] < n // 3:
+        while server_stats(url)["completed"] < n // 3:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.01)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        first = _stats(url)
+        first = server_stats(url)
         assert first["requests"] < n  # really killed in the middle
         assert not (ws / "data/responses.jsonl").exists()  # no half-written output
         with sqlite3.connect(ws / ".cache/complexif/llm.sqlite") as db:
@@ -203,7 +200,7 @@ def test_kill_9_mid_stage_then_rerun_calls_only_for_unfinished_requests(tmp_path
         httpx.post(url.removesuffix("/v1") + "/stats/reset")
 
         _stage(ws, "respond")
-        second = _stats(url)
+        second = server_stats(url)
     # Only the requests without a cached answer were sent again, each once.
     assert second["requests"] == n - cached
     assert len(set(second["request_hashes"])) == second["requests"]
@@ -232,7 +229,7 @@ def test_budget_cap_stops_the_stage_cleanly_and_a_rerun_continues(tmp_path):
         assert "budget cap of $5.50 reached" in proc.stderr
         assert "raise llm.budget_usd and re-run" in proc.stderr
         assert "Traceback" not in proc.stderr
-        assert _stats(url)["requests"] == 5
+        assert server_stats(url)["requests"] == 5
         ledger = read_jsonl(ws / "data/ledger/respond.jsonl")
         assert len(ledger) == n - 5 and {e["kind"] for e in ledger} == {"budget_exhausted"}
         assert len(read_jsonl(ws / "data/responses.jsonl")) == 5  # what was done is kept
@@ -241,7 +238,9 @@ def test_budget_cap_stops_the_stage_cleanly_and_a_rerun_continues(tmp_path):
         params["llm"]["budget_usd"] = 100.0
         (ws / "params.yaml").write_text(yaml.safe_dump(params))
         _stage(ws, "respond")
-        assert _stats(url)["requests"] == n  # 15 new calls; the 5 paid answers came from the cache
+        assert (
+            server_stats(url)["requests"] == n
+        )  # 15 new calls; the 5 paid answers came from the cache
     assert len(read_jsonl(ws / "data/responses.jsonl")) == n
     assert read_jsonl(ws / "data/ledger/respond.jsonl") == []
 
@@ -278,7 +277,7 @@ def test_correct_with_json_teacher_repairs_once_then_ledgers_parse_failures(tmp_
         )
         _stage(ws, "respond")
         _stage(ws, "correct", tracking=tmp_path)
-        stats = _stats(url)
+        stats = server_stats(url)
     corrections = read_jsonl(ws / "data/corrections.jsonl")
     assert len(corrections) == n  # no row lost, whatever the teacher did
     ledger = read_jsonl(ws / "data/ledger/correct.jsonl")

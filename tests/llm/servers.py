@@ -119,3 +119,8 @@ def http(base_url: str, method: str, path: str, body: Any = None) -> tuple[int, 
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def stats(base_url: str) -> dict[str, Any]:
+    """The server's ``/stats`` counters (what the tests count calls by)."""
+    return http(base_url, "GET", "/stats")[1]

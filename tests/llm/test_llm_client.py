@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from complexif.config import ConfigError, PriceConfig
@@ -32,6 +31,7 @@ from complexif.llm.retry import RetryPolicy
 from complexif.llm.server import build_app, serve_in_thread
 from complexif.llm.structured import generate_json
 from tests.llm.servers import ScriptedResponder
+from tests.llm.servers import stats as server_stats
 
 PARAMS = GenerationParams(max_new_tokens=16)
 REPAIR = PromptTemplate("json_repair.txt", "Not usable: $error. Only JSON please.")
@@ -74,10 +74,6 @@ def _client(
     )
 
 
-def _stats(base_url: str) -> dict:
-    return httpx.get(base_url.removesuffix("/v1") + "/stats").json()
-
-
 @pytest.fixture
 def echo_server():
     with serve_in_thread(build_app(FixedLatencyResponder(0.0), "echo")) as url:
@@ -90,7 +86,7 @@ def test_answers_in_order_and_a_rerun_is_served_from_the_cache(echo_server, tmp_
     assert [r.request_id for r in first] == [f"r{i}" for i in range(20)]
     assert [r.text for r in first] == [f"q {i}" for i in range(20)]
     assert all(isinstance(r, ChatResponse) and not r.cached for r in first)
-    assert _stats(echo_server)["requests"] == 20
+    assert server_stats(echo_server)["requests"] == 20
     client.close()
 
     again = _client(echo_server, tmp_path)  # a new process would see the same file
@@ -98,7 +94,7 @@ def test_answers_in_order_and_a_rerun_is_served_from_the_cache(echo_server, tmp_
     again.close()
     assert [r.text for r in second] == [r.text for r in first]
     assert all(r.cached for r in second)
-    assert _stats(echo_server)["requests"] == 20  # zero new calls
+    assert server_stats(echo_server)["requests"] == 20  # zero new calls
     usage = again.meter.role("teacher")
     assert (usage.cache_hits, usage.requests) == (20, 0)
 
@@ -110,7 +106,7 @@ def test_identical_requests_in_one_call_are_sent_once(echo_server, tmp_path):
     client.close()
     assert [r.request_id for r in out] == ["r0", "r1", "r2", "dup"]
     assert out[3].text == out[0].text
-    assert _stats(echo_server)["requests"] == 3
+    assert server_stats(echo_server)["requests"] == 3
 
 
 def test_seed_and_n_are_distinct_cache_entries(echo_server, tmp_path):
@@ -122,11 +118,11 @@ def test_seed_and_n_are_distinct_cache_entries(echo_server, tmp_path):
         ChatRequest("c", msgs, GenerationParams(temperature=1.0, seed=1, n=3)),
     ]
     out = client.generate(reqs)
-    assert _stats(echo_server)["requests"] == 3
+    assert server_stats(echo_server)["requests"] == 3
     assert len(out[2].texts) == 3 and len(out[0].texts) == 1
     assert all(r.cached for r in client.generate(reqs))
     client.close()
-    assert _stats(echo_server)["requests"] == 3
+    assert server_stats(echo_server)["requests"] == 3
 
 
 def test_twenty_percent_faults_all_recovered_and_counts_reconcile(tmp_path):
@@ -143,7 +139,7 @@ def test_twenty_percent_faults_all_recovered_and_counts_reconcile(tmp_path):
         client = _client(url, tmp_path, timeout_s=0.5, max_retries=10, concurrency=16)
         out = client.generate(_requests(200))
         client.close()
-        stats = _stats(url)
+        stats = server_stats(url)
     assert all(isinstance(r, ChatResponse) for r in out)
     assert [r.text for r in out] == [f"q {i}" for i in range(200)]
     n_faults = sum(stats["faults"][k] for k in ("429", "500", "timeout", "malformed"))
@@ -161,7 +157,7 @@ def test_retries_spent_go_to_the_ledger_and_nothing_is_lost(tmp_path):
         client = _client(url, tmp_path, max_retries=0)
         out = client.generate(_requests(60))
         client.close()
-        stats = _stats(url)
+        stats = server_stats(url)
     ok = [r for r in out if isinstance(r, ChatResponse)]
     failed = [r for r in out if isinstance(r, ChatFailure)]
     assert len(ok) + len(failed) == 60 and 10 < len(failed) < 50
@@ -182,7 +178,7 @@ def test_retry_after_is_honoured_before_giving_up(tmp_path):
         (out,) = client.generate(_requests(1))
         elapsed = time.monotonic() - start
         client.close()
-        assert _stats(url)["requests"] == 3
+        assert server_stats(url)["requests"] == 3
     assert isinstance(out, ChatFailure) and out.attempts == 3
     assert "HTTP 429" in out.reason and "gave up after 3 attempts" in out.reason
     assert elapsed >= 0.6  # two waits of at least Retry-After, not the 0.01 s backoff
@@ -193,27 +189,27 @@ def test_wrong_model_stops_at_once_with_a_clear_error(echo_server, tmp_path):
     with pytest.raises(FatalBackendError, match="404.*gpt-nope"):
         client.generate(_requests(50))
     client.close()
-    assert _stats(echo_server)["requests"] < 50  # did not grind through every row
+    assert server_stats(echo_server)["requests"] < 50  # did not grind through every row
+
+
+def _seconds_for(client: LLMClient, n: int) -> float:
+    start = time.monotonic()
+    client.generate(_requests(n))
+    elapsed = time.monotonic() - start
+    client.close()
+    return elapsed
 
 
 def test_requests_per_minute_limit_spaces_calls(echo_server, tmp_path):
     # 5 per 1 s window (the window is a minute in params; shortened here to keep the test fast).
     client = _client(echo_server, tmp_path, rpm=5, rate_period_s=1.0, cache=False)
-    start = time.monotonic()
-    client.generate(_requests(15))
-    elapsed = time.monotonic() - start
-    client.close()
-    assert elapsed >= 1.5  # 5 at once, then one every 0.2 s
+    assert _seconds_for(client, 15) >= 1.5  # 5 at once, then one every 0.2 s
 
 
 def test_tokens_per_minute_limit_counts_max_tokens_up_front(echo_server, tmp_path):
     # Each request reserves ~4 prompt + 16 max tokens = 20: 200 per window admits 10 at once.
     client = _client(echo_server, tmp_path, tpm=200, rate_period_s=1.0, cache=False)
-    start = time.monotonic()
-    client.generate(_requests(30))
-    elapsed = time.monotonic() - start
-    client.close()
-    assert elapsed >= 1.5  # 10 at once, then about 10 per second
+    assert _seconds_for(client, 30) >= 1.5  # 10 at once, then about 10 per second
 
 
 def test_budget_cap_stops_new_calls_and_keeps_what_was_answered(tmp_path):
@@ -232,11 +228,11 @@ def test_budget_cap_stops_new_calls_and_keeps_what_was_answered(tmp_path):
         assert {f.kind for f in skipped} == {"budget_exhausted"} and len(skipped) == 6
         assert len(client.ledger.entries) == 6
         # Raising the budget resumes: the 4 answers come from the cache, 6 new calls are made.
-        assert _stats(url)["requests"] == 4
+        assert server_stats(url)["requests"] == 4
         client = _client(url, tmp_path, meter=UsageMeter(prices, budget_usd=100))
         assert all(isinstance(r, ChatResponse) for r in client.generate(_requests(10)))
         client.close()
-        assert _stats(url)["requests"] == 10
+        assert server_stats(url)["requests"] == 10
 
 
 def test_budget_waits_for_calls_in_flight_instead_of_giving_up_early(echo_server, tmp_path):
@@ -270,7 +266,7 @@ def test_json_answers_get_one_repair_re_ask_then_the_ledger(tmp_path):
         ]
         out = generate_json(client, reqs, REPAIR, validate=lambda v: v["response"])
         client.close()
-        assert _stats(url)["requests"] == 5  # 3 + one repair each for two
+        assert server_stats(url)["requests"] == 5  # 3 + one repair each for two
     assert out[:2] == ["fine", "fixed"]
     assert isinstance(out[2], ChatFailure) and out[2].kind == "parse_failed"
     assert "after one repair re-ask" in out[2].reason
@@ -301,4 +297,4 @@ def test_a_server_failing_everything_stops_the_run_early(tmp_path):
             client.generate(_requests(200))
         client.close()
         # 10 requests x 2 attempts, plus at most one in flight on the other worker.
-        assert _stats(url)["requests"] <= 22
+        assert server_stats(url)["requests"] <= 22

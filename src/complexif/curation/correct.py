@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from complexif.config import CorrectConfig
+from complexif.config import CorrectConfig, Params
 from complexif.curation.discrimination import (
     CorrectionSettings,
     correct_all,
@@ -16,7 +16,8 @@ from complexif.io import DataError
 from complexif.llm.base import LLM, ChatFailure, ChatRequest, ChatResponse, ChatResult
 from complexif.llm.client import LLMClient
 from complexif.llm.factory import generation_params
-from complexif.llm.prompts import PromptTemplate
+from complexif.llm.prompts import PromptTemplate, load_template
+from complexif.llm.session import LLMSession
 from complexif.llm.structured import generate_json
 
 
@@ -44,6 +45,26 @@ class JSONFixTeacher:
             v if isinstance(v, ChatFailure) else ChatResponse(r.id, v, self.name, "stop", 0, 0)
             for r, v in zip(requests, values, strict=True)
         ]
+
+
+def fix_template(params: Params) -> PromptTemplate:
+    """The teacher's prompt: the plain-text or the JSON version, as ``teacher_output`` says."""
+    c = params.correct
+    name = c.json_prompt_template if c.teacher_output == "json" else c.prompt_template
+    return load_template(params.paths.prompts_dir, name)
+
+
+def teacher_factory(params: Params, session: LLMSession) -> Callable[[], LLM]:
+    """The teacher, built on first use (programs may fix everything and never need it)."""
+
+    def make() -> LLM:
+        client = session.client("teacher", params.correct.teacher)
+        if params.correct.teacher_output == "json":
+            repair = load_template(params.paths.prompts_dir, params.llm.json_repair_template)
+            return JSONFixTeacher(client, repair)
+        return client
+
+    return make
 
 
 def correct_responses(
