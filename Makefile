@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint repro clean-outputs
+.PHONY: setup run test lint repro clean-outputs vllm-setup vllm-serve
 
 setup: $(STAMP)
 
@@ -34,5 +34,24 @@ test: setup
 	$(PY) -m pytest -q
 
 lint: setup
-	$(VENV)/bin/ruff check src stages flows tests
-	$(VENV)/bin/ruff format --check src stages flows tests
+	$(VENV)/bin/ruff check src stages flows tests benchmarks
+	$(VENV)/bin/ruff format --check src stages flows tests benchmarks
+
+# vLLM on a GPU machine, in its own venv: it pins its own torch and transformers.
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm
+VLLM_MODEL ?= models/base
+VLLM_NAME ?= base
+VLLM_PORT ?= 8000
+VLLM_ARGS ?= --gpu-memory-utilization 0.45 --max-model-len 4096
+
+vllm-setup: $(VLLM_VENV)/bin/vllm
+
+$(VLLM_VENV)/bin/vllm:
+	python3 -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install "$(VLLM_SPEC)"
+
+vllm-serve: vllm-setup
+	$(VLLM_VENV)/bin/vllm serve $(VLLM_MODEL) --served-model-name $(VLLM_NAME) \
+		--host 127.0.0.1 --port $(VLLM_PORT) --dtype bfloat16 $(VLLM_ARGS)

@@ -206,9 +206,17 @@ def _serve(args: argparse.Namespace) -> int:
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        llm = TransformersLLM(path, batch_size=batch_size, device=device, name=name)
-        wait_ms = cfg.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
-        responder, fingerprint = responders.MicroBatcher(llm, batch_size, wait_ms), llm.fingerprint
+        engine = args.engine or cfg.engine
+        precision = args.precision or cfg.precision
+        llm = TransformersLLM(
+            path, batch_size, device, name=name, engine=engine, precision=precision
+        )
+        if llm.engine == "continuous":
+            responder = responders.ContinuousResponder(llm, cfg.context_tokens)
+        else:
+            wait_ms = cfg.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
+            responder = responders.MicroBatcher(llm, batch_size, wait_ms)
+        fingerprint = llm.fingerprint
     app = server.build_app(responder, name, fingerprint, faults)
     host = args.host or cfg.host
     server.run(app, host, cfg.port if args.port is None else args.port)
@@ -241,8 +249,14 @@ def register_serve(groups: Groups) -> None:
     group.add_argument("--name", help="model name clients ask for (default: --model as given)")
     group.add_argument("--host")
     group.add_argument("--port", type=int, help="0 picks a free port (printed at start)")
-    group.add_argument("--batch-size", type=_positive_int, help="most requests per generate() call")
-    group.add_argument("--max-wait-ms", type=float, help="how long a batch waits to fill up")
+    group.add_argument(
+        "--batch-size", type=_positive_int, help="sequences decoded together (continuous: slots)"
+    )
+    group.add_argument("--engine", choices=["continuous", "static"], help="local model engine")
+    group.add_argument("--precision", choices=["auto", "float32", "bfloat16"])
+    group.add_argument(
+        "--max-wait-ms", type=float, help="static engine: how long a batch waits to fill up"
+    )
     group.add_argument(
         "--device", choices=("auto", "cpu", "cuda"), help="default: params.yaml train.device"
     )

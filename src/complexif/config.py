@@ -107,7 +107,19 @@ class ComposeConfig(_Strict):
 
 class GenerationConfig(_Strict):
     max_new_tokens: int = Field(256, ge=1)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(
+        16, ge=1, description="Sequences decoded together (continuous: slots; static: batch)."
+    )
+    engine: Literal["continuous", "static"] = Field(
+        "continuous",
+        description="Local models: continuous batching (Llama-family models; others fall back "
+        "to static) or transformers' generate on fixed batches.",
+    )
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="Local models: matrix products and KV cache; auto = bf16 on CUDA or a CPU "
+        "with AVX512-BF16/AMX, else fp32.",
+    )
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
@@ -211,6 +223,17 @@ class TrainCommon(_Strict):
         description="Recompute activations in backward: less memory, ~30% slower. On for big models.",
     )
     seed: int = 0
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto",
+        description="bfloat16: mixed precision (bf16 autocast, fp32 master weights); auto = bf16 "
+        "on CUDA with bf16 or a CPU with AVX512-BF16/AMX, else fp32.",
+    )
+    padding_free: bool = Field(
+        True,
+        description="Concatenate a batch's examples into one row (position ids keep them apart): "
+        "no step computes padding. Examples longer than max_length are cut from the left of the "
+        "prompt, as with padding.",
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
@@ -220,10 +243,20 @@ class SFTTrainConfig(TrainCommon):
 
 class DPOTrainConfig(TrainCommon):
     learning_rate: float = 5e-5
+    padding_free: bool = Field(
+        False, description="Not supported by TRL's DPOTrainer (it pads); must stay false."
+    )
     beta: float = 0.1
     sft_loss_weight: float = Field(
         1.0, ge=0.0, description="Weight of the NLL loss on `chosen` added to the DPO loss."
     )
+
+    @field_validator("padding_free")
+    @classmethod
+    def _no_padding_free(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("TRL's DPOTrainer does not support padding-free batches; set false")
+        return v
 
 
 class TrainConfig(_Strict):
@@ -286,9 +319,14 @@ class ServeConfig(_Strict):
     name: str | None = Field(None, description="Model name clients ask for; default: model's.")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(32, ge=1, description="Sequences decoded together.")
+    engine: Literal["continuous", "static"] = "continuous"
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    context_tokens: int = Field(
+        2048, ge=2, description="Continuous engine: prompt + answer tokens a request may use."
+    )
     max_wait_ms: float = Field(
-        10.0, ge=0.0, description="How long a request waits for others to fill its batch."
+        10.0, ge=0.0, description="Static engine: how long a request waits to fill its batch."
     )
 
 

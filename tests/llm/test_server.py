@@ -366,6 +366,47 @@ def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
     assert all(o.system_fingerprint == llm.fingerprint for o in outs)
 
 
+def test_serving_the_tiny_model_with_continuous_batching(tiny_model_dir):
+    from complexif.llm.responders import ContinuousResponder
+
+    llm = TransformersLLM(tiny_model_dir, batch_size=2, device="cpu", name="tiny")
+    assert llm.engine == "continuous"
+    prompts = ["hi", "Name a colour.", "2+2?", "Write a poem about the sea.", "Why?"]
+    lengths = [6, 3, 9, 5, 7]
+    expected = llm.generate(
+        [
+            ChatRequest(
+                id=str(i),
+                messages=({"role": "user", "content": p},),
+                params=GenerationParams(max_new_tokens=n),
+            )
+            for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))
+        ],
+        progress=False,
+    )
+    responder = ContinuousResponder(llm, context_tokens=256)
+    with serving(responder, "tiny", llm.fingerprint) as url:
+        sdk = client(url, timeout=60)
+        # More concurrent requests than slots: they queue and join as slots free up.
+        with ThreadPoolExecutor(len(prompts)) as pool:
+            outs = list(
+                pool.map(
+                    lambda pn: sdk.chat.completions.create(
+                        model="tiny",
+                        messages=[{"role": "user", "content": pn[0]}],
+                        max_tokens=pn[1],
+                        temperature=0.0,
+                    ),
+                    zip(prompts, lengths, strict=True),
+                )
+            )
+        with pytest.raises(openai.BadRequestError, match="exceeds the context of 256"):
+            sdk.chat.completions.create(model="tiny", messages=HELLO, max_tokens=300)
+    assert [o.choices[0].message.content for o in outs] == [e.text for e in expected]
+    assert [o.usage.completion_tokens for o in outs] == [e.completion_tokens for e in expected]
+    assert not llm.batcher.busy
+
+
 # --------------------------------------------------------------------------------------------
 # CLI
 

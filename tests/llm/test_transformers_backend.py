@@ -1,3 +1,6 @@
+import pytest
+import torch
+
 from complexif.llm.base import ChatRequest, GenerationParams
 from complexif.llm.transformers_backend import TransformersLLM
 
@@ -26,15 +29,60 @@ def test_answers_come_back_in_request_order_with_token_counts(tiny_model_dir):
     assert out[1].prompt_tokens > out[0].prompt_tokens
 
 
-def test_left_padded_batches_give_the_same_greedy_answers_as_one_by_one(tiny_model_dir):
+@pytest.mark.parametrize("engine", ["static", "continuous"])
+def test_batches_give_the_same_greedy_answers_as_one_by_one(tiny_model_dir, engine):
     params = GenerationParams(max_new_tokens=6)
-    batched = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu").generate(
-        _requests(params), progress=False
+
+    def answers(batch_size: int) -> list[str]:
+        llm = TransformersLLM(tiny_model_dir, batch_size, "cpu", engine=engine, precision="float32")
+        assert llm.engine == engine
+        return [r.text for r in llm.generate(_requests(params), progress=False)]
+
+    assert answers(4) == answers(1)
+
+
+def test_the_continuous_engine_answers_as_transformers_generate_does(tiny_model_dir):
+    params = GenerationParams(max_new_tokens=12)
+    out = {}
+    for engine in ("static", "continuous"):
+        llm = TransformersLLM(tiny_model_dir, 2, "cpu", engine=engine, precision="float32")
+        out[engine] = llm.generate(_requests(params), progress=False)
+    strip = [(r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens) for r in out["static"]]
+    assert strip == [
+        (r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens) for r in out["continuous"]
+    ]
+
+
+def test_engine_and_precision_are_part_of_the_cache_identity(tiny_model_dir):
+    fp32 = TransformersLLM(tiny_model_dir, device="cpu", precision="float32")
+    bf16 = TransformersLLM(tiny_model_dir, device="cpu", precision="bfloat16")
+    static = TransformersLLM(tiny_model_dir, device="cpu", engine="static", precision="float32")
+    assert len({fp32.fingerprint, bf16.fingerprint, static.fingerprint}) == 3
+    assert fp32.fingerprint.endswith("-continuous-float32")
+    assert static.model.dtype == torch.float32 and bf16.model.dtype == torch.float32
+    bf16_static = TransformersLLM(
+        tiny_model_dir, device="cpu", engine="static", precision="bfloat16"
     )
-    single = TransformersLLM(tiny_model_dir, batch_size=1, device="cpu").generate(
-        _requests(params), progress=False
+    assert bf16_static.model.dtype == torch.bfloat16  # no mixed mode there: the whole model
+
+
+def test_architectures_the_engine_does_not_run_fall_back_to_static(
+    tmp_path, caplog, embedded_tokenizer_dir
+):
+    import transformers
+
+    tok = transformers.AutoTokenizer.from_pretrained(embedded_tokenizer_dir)
+    config = transformers.GPT2Config(
+        vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2, eos_token_id=tok.eos_token_id
     )
-    assert [r.text for r in batched] == [r.text for r in single]
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    tok.save_pretrained(tmp_path / "gpt2")
+    with caplog.at_level("WARNING"):
+        llm = TransformersLLM(tmp_path / "gpt2", device="cpu", precision="float32")
+    assert llm.engine == "static"
+    assert "does not support model type 'gpt2'" in caplog.text
+    [answer] = llm.generate(_requests(GenerationParams(max_new_tokens=3))[:1], progress=False)
+    assert answer.finish_reason in ("stop", "length")
 
 
 def test_seeded_sampling_is_reproducible(tiny_model_dir):

@@ -87,6 +87,10 @@ class CallFailed(Exception):
         self.attempts = attempts
 
 
+class InvalidRequest(ValueError):
+    """The request cannot be served as asked (longer than the model's context): a 400."""
+
+
 class FatalBackendError(RuntimeError):
     """The backend cannot serve any request (bad API key, unknown model): stop the stage now."""
 

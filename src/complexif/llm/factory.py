@@ -26,7 +26,14 @@ def make_local_llm(
 ) -> BatchBackend:
     from complexif.llm.transformers_backend import TransformersLLM
 
-    return TransformersLLM(path, batch_size=gen.batch_size, device=device, name=name)
+    return TransformersLLM(
+        path,
+        batch_size=gen.batch_size,
+        device=device,
+        name=name,
+        engine=gen.engine,
+        precision=gen.precision,
+    )
 
 
 def _is_loopback(url: str) -> bool:

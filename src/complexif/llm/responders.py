@@ -1,4 +1,5 @@
-"""What answers a served request: a model behind a micro-batcher, or a fixed-latency echo.
+"""What answers a served request: a model behind the continuous engine or a micro-batcher, or a
+fixed-latency echo.
 
 Both implement :class:`complexif.llm.server.Responder` (``async respond(request)``).
 """
@@ -12,7 +13,13 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from complexif.llm.base import BatchBackend, ChatRequest, ChatResponse, GenerationParams
+from complexif.llm.base import (
+    BatchBackend,
+    ChatRequest,
+    ChatResponse,
+    GenerationParams,
+    InvalidRequest,
+)
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +163,48 @@ class MicroBatcher:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._open, self._running = [], None
         self._worker = self._executor = self._wakeup = None
+
+
+class ContinuousResponder:
+    """A local model's continuous batcher, shared by every concurrent request.
+
+    A request joins the running batch at the engine's next step and leaves it as soon as it is
+    done, so a short answer never waits for a long one. A request whose client hung up is
+    cancelled and frees its slot.
+    """
+
+    def __init__(self, llm, context_tokens: int) -> None:
+        from complexif.engine.worker import BatcherThread
+
+        self.llm = llm
+        llm.batcher.resize(context_tokens)
+        self._thread = BatcherThread(llm.batcher)
+
+    async def respond(self, request: ChatRequest) -> ChatResponse:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+
+        def deliver(outcome) -> None:
+            loop.call_soon_threadsafe(_settle, future, outcome)
+
+        ticket = self._thread.submit(self.llm.seq_request(request), deliver)
+        try:
+            result = await future
+        except asyncio.CancelledError:
+            self._thread.cancel(ticket)
+            raise
+        except ValueError as exc:  # refused by the engine: too long, empty
+            raise InvalidRequest(str(exc)) from exc
+        return self.llm.response(request, result)
+
+    async def aclose(self) -> None:
+        self._thread.close()
+
+
+def _settle(future: asyncio.Future, outcome) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -30,6 +30,7 @@ from complexif.llm.base import (
     ChatRequest,
     ChatResponse,
     GenerationParams,
+    InvalidRequest,
     merge_samples,
     split_samples,
 )
@@ -158,6 +159,8 @@ def build_app(
         except ClientGone:
             stats.abandoned += 1
             return Response(status_code=499)  # nobody is listening; nginx's "client closed"
+        except InvalidRequest as exc:
+            return openai_error(400, str(exc), "invalid_request_error", param="messages")
         except Exception as exc:
             log.exception("generation failed for %s", completion_id)
             return openai_error(500, f"generation failed: {exc}", "server_error")

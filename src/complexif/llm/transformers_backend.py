@@ -1,4 +1,4 @@
-"""Local generation with transformers: batched, left-padded, KV-cached, CPU or GPU."""
+"""Local generation: continuous batching over a slot KV cache, or transformers' generate."""
 
 from __future__ import annotations
 
@@ -29,6 +29,16 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def resolve_precision(precision: str, device: str) -> str:
+    """``auto``: bf16 products where the hardware has them (CUDA, or a CPU with AVX512-BF16 or
+    AMX, where they are 3-5x faster than fp32), fp32 elsewhere."""
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bfloat16"
+    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+
+
 def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto"):
     """Load a causal LM and its tokenizer, ready for left-padded batched generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -49,11 +59,16 @@ def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str 
 
 
 class TransformersLLM:
-    """Chat generation with a local model.
+    """Chat generation with a local model, on one of two engines.
 
-    Requests are sorted by prompt length before batching so a batch wastes little on padding; the
-    answers come back in request order. Greedy unless ``temperature > 0``; sampling is seeded per
-    batch so a re-run reproduces its answers.
+    ``continuous`` (the default, for Llama-family models): :class:`ContinuousBatcher` keeps
+    ``batch_size`` sequences decoding, a finished one leaving its slot to the next prompt at
+    once; its products and KV cache run at ``precision`` with an fp32 residual stream. In fp32
+    its greedy answers are transformers' own (tests compare them token for token).
+    ``static``: transformers' ``generate`` on fixed batches of prompts sorted by length, the
+    reference and the fallback for architectures the continuous engine does not run.
+    Greedy unless ``temperature > 0``; a sampled request draws from a generator seeded by its
+    own seed (continuous) or by its batch's (static), so a re-run reproduces its answers.
     """
 
     def __init__(
@@ -63,13 +78,28 @@ class TransformersLLM:
         device: str = "auto",
         dtype: str = "auto",
         name: str | None = None,
+        engine: str = "continuous",
+        precision: str = "auto",
     ) -> None:
+        from complexif.engine.decoder import supports
+
         self.model_path = str(model_path)
         self.name = name or Path(self.model_path).name
         self.batch_size = batch_size
+        device = resolve_device(device)
+        self.precision = resolve_precision(precision, device)
+        if engine == "static" and dtype == "auto":
+            dtype = self.precision  # the static engine has no mixed mode: the whole model
         self.model, self.tokenizer = load_model_and_tokenizer(model_path, device, dtype)
         self.device = self.model.device
-        self.fingerprint = model_fingerprint(self.model_path)
+        self.eos_ids = _eos_ids(self.model, self.tokenizer)
+        if engine == "continuous" and (why := supports(self.model)) is not None:
+            log.warning("%s: continuous batching does not support %s; using static", self.name, why)
+            engine = "static"
+        self.engine = engine
+        self._batcher = None
+        # Engine and precision change the arithmetic, so they are part of the cache identity.
+        self.fingerprint = f"{model_fingerprint(self.model_path)}-{engine}-{self.precision}"
 
     def _render(self, request: ChatRequest) -> str:
         return self.tokenizer.apply_chat_template(
@@ -89,6 +119,64 @@ class TransformersLLM:
                 out.append(merge_samples(req, flat[pos : pos + len(group)]))
                 pos += len(group)
             return out
+        if self.engine == "continuous":
+            return self._generate_continuous(requests, progress)
+        return self._generate_static(requests, progress)
+
+    # ------------------------------------------------------------------------------------
+    # continuous engine
+
+    @property
+    def batcher(self):
+        """The continuous batcher (built on first use; :mod:`complexif.engine.worker` shares it)."""
+        if self._batcher is None:
+            from complexif.engine.scheduler import ContinuousBatcher
+
+            weight_dtype = getattr(torch, self.precision)
+            self._batcher = ContinuousBatcher(
+                self.model,
+                self.eos_ids,
+                n_slots=self.batch_size,
+                capacity=256,  # grown to fit by each generate()
+                weight_dtype=weight_dtype,
+            )
+        return self._batcher
+
+    def seq_request(self, request: ChatRequest):
+        """The engine's request for one single-sample chat request."""
+        from complexif.engine.scheduler import SeqRequest
+
+        ids = self.tokenizer(self._render(request), add_special_tokens=False).input_ids
+        p = request.params
+        return SeqRequest(tuple(ids), p.max_new_tokens, p.temperature, p.top_p, p.seed)
+
+    def response(self, request: ChatRequest, result) -> ChatResponse:
+        """The chat response for the engine's ``result`` of ``request``."""
+        return ChatResponse(
+            request_id=request.id,
+            text=self.tokenizer.decode(list(result.tokens), skip_special_tokens=True).strip(),
+            model=self.name,
+            finish_reason=result.finish_reason,
+            prompt_tokens=result.prompt_tokens,
+            completion_tokens=len(result.tokens),
+        )
+
+    def _generate_continuous(
+        self, requests: Sequence[ChatRequest], progress: bool
+    ) -> list[ChatResponse]:
+        seqs = [self.seq_request(r) for r in requests]
+        with tqdm(
+            total=len(requests), desc=f"generate[{self.name}]", unit="req", disable=not progress
+        ) as bar:
+            results = self.batcher.run(seqs, on_progress=bar.update)
+        return [self.response(r, res) for r, res in zip(requests, results, strict=True)]
+
+    # ------------------------------------------------------------------------------------
+    # static engine
+
+    def _generate_static(
+        self, requests: Sequence[ChatRequest], progress: bool
+    ) -> list[ChatResponse]:
         texts = [self._render(r) for r in requests]
         lengths = [len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts]
         # Group requests with identical generation params so one batch shares one generate() call.
@@ -139,7 +227,6 @@ class TransformersLLM:
             gen_kwargs.update(temperature=None, top_p=None, top_k=None)
         out = self.model.generate(**enc, **gen_kwargs)
         prompt_len = enc.input_ids.shape[1]
-        eos_ids = _eos_ids(self.model, self.tokenizer)
         for row, idx in enumerate(batch):
             new_tokens = out[row, prompt_len:]
             mask = new_tokens != self.tokenizer.pad_token_id
@@ -147,7 +234,7 @@ class TransformersLLM:
             n_new = len(ids)
             finish = "length"
             for pos, tok in enumerate(ids):
-                if tok in eos_ids:
+                if tok in self.eos_ids:
                     n_new, finish = pos, "stop"
                     break
             text = self.tokenizer.decode(ids[:n_new], skip_special_tokens=True).strip()

@@ -49,10 +49,16 @@ def train_sft(
     model, tokenizer = load_policy(base_dir, device)
     dataset = sft_dataset(records)
     with tempfile.TemporaryDirectory(prefix="sft-") as work:
+        kwargs = trainer_kwargs(cfg, device, Path(work), list(report_to))
+        if cfg.padding_free:
+            # TRL refuses max_length with padding-free batches unless the data comes truncated:
+            # it is truncated below, after TRL has tokenized it, exactly as TRL would.
+            kwargs["max_length"] = None
         args = SFTConfig(
-            **trainer_kwargs(cfg, device, Path(work), list(report_to)),
+            **kwargs,
             completion_only_loss=True,
             packing=False,
+            padding_free=cfg.padding_free,
             train_sampling_strategy="sequential" if curriculum else "random",
         )
         trainer = SFTTrainer(
@@ -62,9 +68,24 @@ def train_sft(
             processing_class=tokenizer,
             peft_config=peft_config(cfg.lora),
         )
+        if cfg.padding_free:
+            trainer.train_dataset = truncate_tokenized(trainer.train_dataset, cfg.max_length)
         out = trainer.train()
         merge_and_save(trainer, tokenizer, out_dir)
     history = loss_history(trainer)
     metrics = {k: float(v) for k, v in out.metrics.items() if isinstance(v, int | float)}
     metrics["n_examples"] = float(len(dataset))
     return TrainResult(metrics=metrics, history=history)
+
+
+def truncate_tokenized(dataset, max_length: int):
+    """TRL's own truncation of a tokenized SFT dataset (keep the first ``max_length`` tokens,
+    drop examples left with no completion token), for the padding-free path where TRL skips it."""
+
+    def cut(example: dict[str, Any]) -> dict[str, Any]:
+        return {k: example[k][:max_length] for k in ("input_ids", "labels") if k in example}
+
+    dataset = dataset.map(cut)
+    if "labels" in dataset.column_names:
+        dataset = dataset.filter(lambda ex: any(label != -100 for label in ex["labels"]))
+    return dataset
