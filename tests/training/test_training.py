@@ -108,3 +108,65 @@ def test_empty_data_is_a_clear_error(tiny_model_dir, tmp_path):
         train_sft([], tiny_model_dir, tmp_path / "x", SFTTrainConfig(max_steps=1))
     with pytest.raises(ValueError, match="no DPO pairs"):
         train_dpo([], tiny_model_dir, tmp_path / "x", DPOTrainConfig(max_steps=1))
+
+
+def _sft_loss(records, model_dir, out, **overrides) -> float:
+    cfg = SFTTrainConfig(
+        max_steps=1,
+        per_device_train_batch_size=len(records),
+        learning_rate=1e-9,
+        precision="float32",
+        lora=LORA,
+        **overrides,
+    )
+    return train_sft(records, model_dir, out, cfg, device="cpu").history[0]["loss"]
+
+
+def test_padding_free_batches_give_the_padded_loss(tiny_model_dir, tmp_path):
+    # Examples of very different lengths, one longer than max_length: padding-free batches must
+    # neither let examples attend to each other nor truncate differently from TRL's padded path.
+    records = _sft_records()
+    records[1]["messages"][1]["content"] = "RIVER " * 60
+    records[2]["messages"][0]["content"] = "Please, " * 10 + "write the word stone in capitals."
+    padded = _sft_loss(records, tiny_model_dir, tmp_path / "a", max_length=48, padding_free=False)
+    free = _sft_loss(records, tiny_model_dir, tmp_path / "b", max_length=48, padding_free=True)
+    assert free == pytest.approx(padded, rel=1e-4)
+    longer = _sft_loss(records, tiny_model_dir, tmp_path / "c", max_length=96, padding_free=True)
+    assert longer != pytest.approx(free, rel=1e-4)  # max_length is really applied
+
+
+def test_truncation_drops_examples_left_without_completion_tokens(tiny_model_dir):
+    from datasets import Dataset
+
+    from complexif.training.sft import truncate_tokenized
+
+    ds = Dataset.from_list(
+        [
+            {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, -100, -100, 5, 6]},
+            {"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
+        ]
+    )
+    out = truncate_tokenized(ds, 3)
+    assert out["input_ids"] == [[1, 2, 3]] and out["labels"] == [[-100, 2, 3]]
+
+
+def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(
+    tiny_model_dir, tmp_path
+):
+    import json
+    from pathlib import Path
+
+    from complexif.training.common import trainer_kwargs
+
+    assert trainer_kwargs(SFTTrainConfig(precision="bfloat16"), "cpu", Path("x"), [])["bf16"]
+    assert not trainer_kwargs(SFTTrainConfig(precision="float32"), "cpu", Path("x"), [])["bf16"]
+    cfg = SFTTrainConfig(max_steps=1, per_device_train_batch_size=2, precision="bfloat16", lora=LORA)
+    result = train_sft(_sft_records(2), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+    assert result.history[0]["loss"] > 0
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["use_cache"] is True and config["dtype"] == "float32"
+
+
+def test_dpo_refuses_padding_free():
+    with pytest.raises(ValueError, match="does not support padding-free"):
+        DPOTrainConfig(padding_free=True)
