@@ -128,6 +128,11 @@ def main() -> None:
     ap.add_argument("--engine", choices=["continuous", "static"])
     ap.add_argument("--precision", choices=["auto", "float32", "bfloat16"])
     ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument(
+        "--also-float32",
+        action="store_true",
+        help="also run the engine in fp32: the speed of scheduling alone, and its exactness",
+    )
     ap.add_argument("--output", type=Path, default=Path("benchmarks/results/generation.json"))
     args = ap.parse_args()
 
@@ -144,7 +149,10 @@ def main() -> None:
         configs.append(("baseline", "static", "float32", args.baseline_batch_size))
     engine = args.engine or gen.engine
     precision = args.precision or gen.precision
-    configs.append(("engine", engine, precision, args.batch_size or gen.batch_size))
+    slots = args.batch_size or gen.batch_size
+    configs.append(("engine", engine, precision, slots))
+    if args.also_float32:
+        configs.append(("engine-fp32", engine, "float32", slots))
     for label, engine, precision, batch in configs:
         llm = TransformersLLM(
             path, batch, params.train.device, name=args.model, engine=engine, precision=precision
@@ -156,35 +164,53 @@ def main() -> None:
         outputs[label] = answers
         print(json.dumps(asdict(run)), flush=True)
         del llm
+        # Written after every run, so a long benchmark cut short keeps what it measured.
+        summary = compare(runs, outputs)
+        summary["max_new_tokens"] = args.max_new_tokens
+        write_json(args.output, summary)
+    print_table(runs, summary)
+    print(f"results written to {args.output}")
 
-    print()
-    header = f"{'run':10} {'engine':11} {'precision':9} {'batch':>5} {'tok/s':>7} {'wall s':>8}"
-    header += f" {'peak GB':>7}"
-    if inputs:
-        header += "  IFEval p-strict p-loose i-strict i-loose"
-    print(header)
+
+def compare(runs: list[Run], outputs: dict[str, list[ChatResponse]]) -> dict:
+    """Every run against the baseline: speed-up, answers that differ, IFEval deltas."""
+    summary: dict = {"runs": [asdict(r) for r in runs]}
+    if "baseline" not in outputs:
+        return summary
+    base, against = runs[0], {}
+    for run in runs[1:]:
+        pairs = zip(outputs["baseline"], outputs[run.label], strict=True)
+        row = {
+            "speedup": round(run.tokens_per_s / base.tokens_per_s, 2),
+            "differ": sum(a.text != b.text for a, b in pairs),
+            "of": len(outputs["baseline"]),
+        }
+        if base.ifeval and run.ifeval:
+            row["ifeval_delta"] = {k: round(run.ifeval[k] - base.ifeval[k], 2) for k in base.ifeval}
+        against[run.label] = row
+    summary["against_baseline"] = against
+    return summary
+
+
+def print_table(runs: list[Run], summary: dict) -> None:
+    scored = any(r.ifeval for r in runs)
+    print(
+        f"\n{'run':11} {'engine':11} {'precision':9} {'batch':>5} {'tok/s':>7} {'wall s':>8} "
+        f"{'peak GB':>7}" + ("  IFEval p-strict p-loose i-strict i-loose" if scored else "")
+    )
     for run in runs:
-        line = f"{run.label:10} {run.engine:11} {run.precision:9} {run.batch_size:>5} "
+        line = f"{run.label:11} {run.engine:11} {run.precision:9} {run.batch_size:>5} "
         line += f"{run.tokens_per_s:>7.1f} {run.wall_s:>8.1f} {run.peak_rss_gb:>7.2f}"
         if run.ifeval:
             line += "         " + " ".join(f"{v:>7.2f}" for v in run.ifeval.values())
         print(line)
-    summary: dict = {"runs": [asdict(r) for r in runs], "max_new_tokens": args.max_new_tokens}
-    if len(runs) == 2:
-        base, fast = outputs["baseline"], outputs["engine"]
-        differ = sum(a.text != b.text for a, b in zip(base, fast, strict=True))
-        ratio = runs[1].tokens_per_s / runs[0].tokens_per_s
-        summary.update(speedup=round(ratio, 2), outputs_differ=differ)
+    for label, row in summary.get("against_baseline", {}).items():
         print(
-            f"\nspeed-up: {ratio:.2f}x; answers that differ from the baseline's: {differ} of "
-            f"{len(base)}"
+            f"\n{label}: {row['speedup']:.2f}x the baseline's tokens/s; answers that differ from "
+            f"the baseline's: {row['differ']} of {row['of']}"
         )
-        if runs[0].ifeval and runs[1].ifeval:
-            delta = {k: round(runs[1].ifeval[k] - runs[0].ifeval[k], 2) for k in runs[0].ifeval}
-            summary["ifeval_delta"] = delta
-            print("IFEval engine - baseline (points):", delta)
-    write_json(args.output, summary)
-    print(f"results written to {args.output}")
+        if "ifeval_delta" in row:
+            print(f"  IFEval {label} - baseline (points): {row['ifeval_delta']}")
 
 
 if __name__ == "__main__":
