@@ -9,7 +9,7 @@ Prints generated tokens/s, wall time and peak resident memory of each, the speed
 answers differ from the baseline's token for token, and, for the IFEval prompts, the four IFEval
 scores of both outputs. Timing lives here, never in tests.
 
-    python benchmarks/generation.py                          # all 541 IFEval prompts (about 40 min)
+    python benchmarks/generation.py --batch-size 96 --also-float32   # the README's table (1 h)
     python benchmarks/generation.py --limit 64 --max-new-tokens 128        # a smoke run
     python benchmarks/generation.py --prompts curation       # data/instructions.jsonl
     python benchmarks/generation.py --precision float32 --skip-baseline   # one engine alone

@@ -160,7 +160,9 @@ def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(
 
     assert trainer_kwargs(SFTTrainConfig(precision="bfloat16"), "cpu", Path("x"), [])["bf16"]
     assert not trainer_kwargs(SFTTrainConfig(precision="float32"), "cpu", Path("x"), [])["bf16"]
-    cfg = SFTTrainConfig(max_steps=1, per_device_train_batch_size=2, precision="bfloat16", lora=LORA)
+    cfg = SFTTrainConfig(
+        max_steps=1, per_device_train_batch_size=2, precision="bfloat16", lora=LORA
+    )
     result = train_sft(_sft_records(2), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
     assert result.history[0]["loss"] > 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())

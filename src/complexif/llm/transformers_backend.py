@@ -35,8 +35,16 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision != "auto":
         return precision
     if device == "cuda":
-        return "bfloat16"
-    return "bfloat16" if torch.ops.mkldnn._is_mkldnn_bf16_supported() else "float32"
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
+    return "bfloat16" if _cpu_has_fast_bf16() else "float32"
+
+
+def _cpu_has_fast_bf16() -> bool:
+    # oneDNN's own test (AVX512-BF16 or AMX); a private hook, so an absent one means "no".
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto"):
