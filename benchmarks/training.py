@@ -23,7 +23,7 @@ from pathlib import Path
 
 from complexif.config import load_params
 from complexif.io import read_jsonl, write_json
-from complexif.llm.transformers_backend import resolve_device, resolve_precision
+from complexif.training.common import train_precision
 
 
 @dataclass
@@ -78,11 +78,10 @@ def train_once(method: str, label: str, records: list[dict], params, cfg, tokens
     else:
         n_tokens = round(statistics.fmean(tokens) * seen)
     runtime = result.metrics["train_runtime"]
-    device = resolve_device(params.train.device)
     return Run(
         method,
         label,
-        resolve_precision(cfg.precision, device),
+        train_precision(cfg.precision, params.train.device),
         cfg.padding_free,
         cfg.max_steps,
         round(runtime, 2),

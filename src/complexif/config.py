@@ -231,8 +231,8 @@ class TrainCommon(_Strict):
     padding_free: bool = Field(
         True,
         description="Concatenate a batch's examples into one row (position ids keep them apart): "
-        "no step computes padding. Examples longer than max_length are cut from the left of the "
-        "prompt, as with padding.",
+        "no step computes padding. Examples longer than max_length keep their first max_length "
+        "tokens, as with padding (TRL's truncation).",
     )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 

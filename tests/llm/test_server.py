@@ -333,34 +333,48 @@ def test_a_failed_batch_fails_every_waiter_and_the_loop_stays_responsive():
     assert [len(b) for b in backend.batches] == [3]
 
 
-def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
-    llm = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu", name="tiny")
-    prompts = ["hi", "Name a colour.", "2+2?", "Write a poem about the sea.", "Why?"]
+SERVED_PROMPTS = ["hi", "Name a colour.", "2+2?", "Write a poem about the sea.", "Why?"]
+
+
+def _direct_and_served(llm, responder, max_tokens, then=None):
+    """The same greedy prompts answered by ``llm.generate`` and, all at once, through a server
+    on ``responder``; ``then(sdk)`` runs while the server is still up."""
+    asked = list(zip(SERVED_PROMPTS, max_tokens, strict=True))
     expected = llm.generate(
         [
             ChatRequest(
                 id=str(i),
                 messages=({"role": "user", "content": p},),
-                params=GenerationParams(max_new_tokens=6),
+                params=GenerationParams(max_new_tokens=n),
             )
-            for i, p in enumerate(prompts)
+            for i, (p, n) in enumerate(asked)
         ],
         progress=False,
     )
-    with serving(MicroBatcher(llm, max_batch=4, max_wait_ms=50), "tiny", llm.fingerprint) as url:
+    with serving(responder, "tiny", llm.fingerprint) as url:
         sdk = client(url, timeout=60)
-        with ThreadPoolExecutor(len(prompts)) as pool:
+        with ThreadPoolExecutor(len(asked)) as pool:
             outs = list(
                 pool.map(
-                    lambda p: sdk.chat.completions.create(
+                    lambda pn: sdk.chat.completions.create(
                         model="tiny",
-                        messages=[{"role": "user", "content": p}],
-                        max_tokens=6,
+                        messages=[{"role": "user", "content": pn[0]}],
+                        max_tokens=pn[1],
                         temperature=0.0,
                     ),
-                    prompts,
+                    asked,
                 )
             )
+        if then is not None:
+            then(sdk)
+    return expected, outs
+
+
+def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
+    llm = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu", name="tiny")
+    expected, outs = _direct_and_served(
+        llm, MicroBatcher(llm, max_batch=4, max_wait_ms=50), [6] * len(SERVED_PROMPTS)
+    )
     assert [o.choices[0].message.content for o in outs] == [e.text for e in expected]
     assert [o.usage.completion_tokens for o in outs] == [e.completion_tokens for e in expected]
     assert all(o.system_fingerprint == llm.fingerprint for o in outs)
@@ -371,37 +385,14 @@ def test_serving_the_tiny_model_with_continuous_batching(tiny_model_dir):
 
     llm = TransformersLLM(tiny_model_dir, batch_size=2, device="cpu", name="tiny")
     assert llm.engine == "continuous"
-    prompts = ["hi", "Name a colour.", "2+2?", "Write a poem about the sea.", "Why?"]
-    lengths = [6, 3, 9, 5, 7]
-    expected = llm.generate(
-        [
-            ChatRequest(
-                id=str(i),
-                messages=({"role": "user", "content": p},),
-                params=GenerationParams(max_new_tokens=n),
-            )
-            for i, (p, n) in enumerate(zip(prompts, lengths, strict=True))
-        ],
-        progress=False,
-    )
-    responder = ContinuousResponder(llm, context_tokens=256)
-    with serving(responder, "tiny", llm.fingerprint) as url:
-        sdk = client(url, timeout=60)
-        # More concurrent requests than slots: they queue and join as slots free up.
-        with ThreadPoolExecutor(len(prompts)) as pool:
-            outs = list(
-                pool.map(
-                    lambda pn: sdk.chat.completions.create(
-                        model="tiny",
-                        messages=[{"role": "user", "content": pn[0]}],
-                        max_tokens=pn[1],
-                        temperature=0.0,
-                    ),
-                    zip(prompts, lengths, strict=True),
-                )
-            )
+
+    def too_long(sdk) -> None:
         with pytest.raises(openai.BadRequestError, match="exceeds the context of 256"):
             sdk.chat.completions.create(model="tiny", messages=HELLO, max_tokens=300)
+
+    # More concurrent requests than slots: they queue and join as slots free up.
+    responder = ContinuousResponder(llm, context_tokens=256)
+    expected, outs = _direct_and_served(llm, responder, [6, 3, 9, 5, 7], then=too_long)
     assert [o.choices[0].message.content for o in outs] == [e.text for e in expected]
     assert [o.usage.completion_tokens for o in outs] == [e.completion_tokens for e in expected]
     assert not llm.batcher.busy

@@ -3,8 +3,8 @@
 Why not ``model.generate``: on a CPU with a small model, a decode step of transformers'
 generate costs far more in per-step bookkeeping (a growing dynamic cache copied every step,
 mask building, logits processors) than in arithmetic, and a static batch keeps decoding rows
-that have finished. This module is the arithmetic only: the same weights, the same operations
-in the same order as transformers' Llama-family modelling code, against a preallocated cache
+that have finished. This module is the arithmetic only: the same weights, the model's own norm and activation
+modules, the other operations in transformers' order, against a preallocated cache
 where each sequence owns a *slot* (a row) and its own position. The scheduler
 (:mod:`complexif.engine.scheduler`) decides which slots are filled.
 
@@ -15,6 +15,7 @@ architectures fall back to transformers' generate in the backend.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -28,8 +29,6 @@ def supports(model) -> str | None:
     cfg = model.config
     if cfg.model_type not in SUPPORTED_MODEL_TYPES:
         return f"model type {cfg.model_type!r} (supported: {', '.join(SUPPORTED_MODEL_TYPES)})"
-    if getattr(cfg, "hidden_act", "silu") not in ("silu", "swish"):
-        return f"activation {cfg.hidden_act!r}"
     if getattr(cfg, "mlp_bias", False):
         return "MLP biases"
     window = getattr(cfg, "sliding_window", None)
@@ -42,14 +41,15 @@ def supports(model) -> str | None:
 
 @dataclass
 class _Layer:
-    in_norm: torch.Tensor
+    in_norm: Callable[[torch.Tensor], torch.Tensor]
     qkv_w: torch.Tensor
     qkv_b: torch.Tensor | None
-    q_norm: torch.Tensor | None
-    k_norm: torch.Tensor | None
+    q_norm: Callable[[torch.Tensor], torch.Tensor] | None
+    k_norm: Callable[[torch.Tensor], torch.Tensor] | None
     o_w: torch.Tensor
-    post_norm: torch.Tensor
+    post_norm: Callable[[torch.Tensor], torch.Tensor]
     gate_up_w: torch.Tensor
+    act: Callable[[torch.Tensor], torch.Tensor]
     down_w: torch.Tensor
 
 
@@ -76,13 +76,12 @@ class SlotDecoder:
         self.n_heads = cfg.num_attention_heads
         self.n_kv = getattr(cfg, "num_key_value_heads", None) or self.n_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
-        self.eps = cfg.rms_norm_eps
         self.scale = self.head_dim**-0.5
         self.n_slots = n_slots
         self.capacity = capacity
         inner = model.model
         self.embed = inner.embed_tokens.weight
-        self.final_norm = inner.norm.weight
+        self.final_norm = inner.norm
         self.lm_head = model.lm_head.weight.to(self.weight_dtype)
         self.layers = [self._fuse(layer, self.weight_dtype) for layer in inner.layers]
         # cos/sin for every position a slot can hold, from the model's own rotary module, so
@@ -100,25 +99,22 @@ class SlotDecoder:
         attn, mlp = layer.self_attn, layer.mlp
         biases = [p.bias for p in (attn.q_proj, attn.k_proj, attn.v_proj)]
         qkv = [attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]
+        # Norms and the activation are the model's own modules: their arithmetic is its own.
         return _Layer(
-            in_norm=layer.input_layernorm.weight,
+            in_norm=layer.input_layernorm,
             qkv_w=torch.cat(qkv).to(dtype),
             qkv_b=torch.cat(biases).to(dtype) if all(b is not None for b in biases) else None,
-            q_norm=attn.q_norm.weight if hasattr(attn, "q_norm") else None,
-            k_norm=attn.k_norm.weight if hasattr(attn, "k_norm") else None,
+            q_norm=getattr(attn, "q_norm", None),
+            k_norm=getattr(attn, "k_norm", None),
             o_w=attn.o_proj.weight.to(dtype),
-            post_norm=layer.post_attention_layernorm.weight,
+            post_norm=layer.post_attention_layernorm,
             gate_up_w=torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]).to(dtype),
+            act=mlp.act_fn,
             down_w=mlp.down_proj.weight.to(dtype),
         )
 
     # ------------------------------------------------------------------------------------
-    # Building blocks, written as transformers' Llama modules compute them.
-
-    def _rms(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return weight * xf.to(x.dtype)
+    # Building blocks, in the order transformers' Llama-family modules compute them.
 
     @staticmethod
     def _linear(
@@ -139,18 +135,17 @@ class SlotDecoder:
         q = qkv[..., :nq].unflatten(-1, (self.n_heads, self.head_dim))
         k = qkv[..., nq : nq + nk].unflatten(-1, (self.n_kv, self.head_dim))
         v = qkv[..., nq + nk :].unflatten(-1, (self.n_kv, self.head_dim))
-        if layer.q_norm is not None:
-            q, k = self._rms(q, layer.q_norm), self._rms(k, layer.k_norm)
+        if layer.q_norm is not None and layer.k_norm is not None:
+            q, k = layer.q_norm(q), layer.k_norm(k)
         cos, sin = cos.unsqueeze(-2), sin.unsqueeze(-2)  # broadcast over heads
         return self._rotate(q, cos, sin), self._rotate(k, cos, sin), v
 
     def _mlp(self, layer: _Layer, x: torch.Tensor) -> torch.Tensor:
-        h = self._rms(x, layer.post_norm)
-        gate, up = self._linear(h, layer.gate_up_w).chunk(2, dim=-1)
-        return x + self._linear(F.silu(gate) * up, layer.down_w)
+        gate, up = self._linear(layer.post_norm(x), layer.gate_up_w).chunk(2, dim=-1)
+        return x + self._linear(layer.act(gate) * up, layer.down_w)
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self._linear(self._rms(x, self.final_norm), self.lm_head)
+        logits = self._linear(self.final_norm(x), self.lm_head)
         return logits.to(torch.promote_types(logits.dtype, torch.float32))
 
     # ------------------------------------------------------------------------------------
@@ -171,7 +166,7 @@ class SlotDecoder:
         cos, sin = self.cos[:width], self.sin[:width]
         x = F.embedding(ids, self.embed)  # [n, T, hidden]
         for li, layer in enumerate(self.layers):
-            q, k, v = self._qkv(layer, self._rms(x, layer.in_norm), cos, sin)
+            q, k, v = self._qkv(layer, layer.in_norm(x), cos, sin)
             # [n, heads, T, D], in the cache's dtype so prefill attends as decode will
             q, k, v = (t.transpose(1, 2).to(self.weight_dtype) for t in (q, k, v))
             self.k_cache[li, index, :, :width] = k
@@ -202,7 +197,7 @@ class SlotDecoder:
         cos, sin = self.cos[positions], self.sin[positions]  # [rows, D]
         x = F.embedding(tokens, self.embed)  # [rows, hidden]
         for li, layer in enumerate(self.layers):
-            q, k, v = self._qkv(layer, self._rms(x, layer.in_norm), cos, sin)
+            q, k, v = self._qkv(layer, layer.in_norm(x), cos, sin)
             kc, vc = self.k_cache[li], self.v_cache[li]
             kc.view(-1, self.head_dim).index_copy_(0, write_at, k.flatten(0, 1).to(kc.dtype))
             vc.view(-1, self.head_dim).index_copy_(0, write_at, v.flatten(0, 1).to(vc.dtype))

@@ -12,17 +12,15 @@ import torch
 def top_p_sample(
     logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator
 ) -> int:
-    """One token from ``logits`` [vocab] at ``temperature``, keeping the smallest set of tokens
-    whose probability reaches ``top_p`` (nucleus sampling, as transformers' TopPLogitsWarper)."""
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    """One token from ``logits`` [vocab]: transformers' own temperature and nucleus (top-p)
+    warpers, then a draw from the row's generator."""
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    scores = TemperatureLogitsWarper(temperature)(None, logits.float()[None])
     if top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        # A token stays if the mass before it is below top_p: the first always stays.
-        drop = (sorted_probs.cumsum(-1) - sorted_probs) >= top_p
-        sorted_probs = sorted_probs.masked_fill(drop, 0.0)
-        choice = torch.multinomial(sorted_probs.cpu(), 1, generator=generator)
-        return int(order[choice.to(order.device)])
-    return int(torch.multinomial(probs.cpu(), 1, generator=generator))
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    probs = torch.softmax(scores, dim=-1).cpu()
+    return int(torch.multinomial(probs, 1, generator=generator))
 
 
 def next_tokens(

@@ -65,11 +65,6 @@ class BatcherStats:
     generated_tokens: int = 0
     compactions: int = 0
 
-    @property
-    def row_utilisation(self) -> float:
-        live = self.generated_tokens
-        return live / self.decoded_rows if self.decoded_rows else 1.0
-
 
 class ContinuousBatcher:
     """Runs many sequences through one :class:`SlotDecoder` of ``n_slots`` rows.

@@ -33,9 +33,7 @@ def trainer_kwargs(
     """TrainingArguments fields common to SFTConfig and DPOConfig."""
     device = resolve_device(device)
     on_gpu = device == "cuda"
-    bf16 = resolve_precision(cfg.precision, device) == "bfloat16"
-    if bf16 and on_gpu and not torch.cuda.is_bf16_supported():
-        raise ValueError("train precision bfloat16: this GPU has no bf16 support; use float32")
+    bf16 = train_precision(cfg.precision, device) == "bfloat16"
     return {
         "output_dir": str(output_dir),
         "max_steps": cfg.max_steps,
@@ -60,11 +58,23 @@ def trainer_kwargs(
     }
 
 
-def load_policy(model_dir: str | Path, device: str):
+def train_precision(precision: str, device: str) -> str:
+    """The precision a training run uses: ``precision`` resolved for ``device``."""
+    device = resolve_device(device)
+    resolved = resolve_precision(precision, device)
+    if resolved == "bfloat16" and device == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError("train precision bfloat16: this GPU has no bf16 support; use float32")
+    return resolved
+
+
+def load_policy(model_dir: str | Path, device: str, precision: str = "auto"):
+    """The model to train and its tokenizer. On a GPU a bf16 run holds the frozen weights in
+    bf16; on a CPU they stay fp32 under autocast (bf16 storage measured slower there)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    on_gpu = resolve_device(device) == "cuda"
-    dtype = torch.bfloat16 if on_gpu and torch.cuda.is_bf16_supported() else torch.float32
+    device = resolve_device(device)
+    bf16 = train_precision(precision, device) == "bfloat16"
+    dtype = torch.bfloat16 if bf16 and device == "cuda" else torch.float32
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

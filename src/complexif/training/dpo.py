@@ -40,7 +40,7 @@ def train_dpo(
 
     if not records:
         raise ValueError("no DPO pairs to train on")
-    model, tokenizer = load_policy(sft_dir, device)
+    model, tokenizer = load_policy(sft_dir, device, cfg.precision)
     dataset = dpo_dataset(records)
     loss_type = ["sigmoid", "sft"] if cfg.sft_loss_weight > 0 else ["sigmoid"]
     loss_weights = [1.0, cfg.sft_loss_weight] if cfg.sft_loss_weight > 0 else [1.0]

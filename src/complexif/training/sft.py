@@ -46,7 +46,7 @@ def train_sft(
 
     if not records:
         raise ValueError("no SFT records to train on")
-    model, tokenizer = load_policy(base_dir, device)
+    model, tokenizer = load_policy(base_dir, device, cfg.precision)
     dataset = sft_dataset(records)
     with tempfile.TemporaryDirectory(prefix="sft-") as work:
         kwargs = trainer_kwargs(cfg, device, Path(work), list(report_to))
