@@ -8,7 +8,7 @@ from complexif.runtime import run_stage, write_gated
 def main(params, run) -> None:
     b = params.build_data
     corrections = read_jsonl(params.paths.corrections)
-    sft = build_sft(corrections, b.curriculum, b.seed)
+    sft = build_sft(corrections, b.curriculum, b.seed, b.targets, b.max_targets_per_prompt)
     dpo = build_dpo(corrections, b.max_pairs_per_prompt, b.curriculum, b.seed)
     run.log_metrics({"sft_records": len(sft), "dpo_pairs": len(dpo)})
     write_gated(sft, params.paths.sft, "sft", params, run)

@@ -1,4 +1,4 @@
-"""DVC stage: TRL DPO (+ SFT loss on chosen) + LoRA from models/sft -> models/dpo (merged)."""
+"""DVC stage: TRL DPO (+ SFT loss on chosen) from models/sft (or base) -> models/dpo."""
 
 from complexif.io import read_jsonl
 from complexif.runtime import run_stage
@@ -9,7 +9,7 @@ from complexif.training.report import log_training
 def main(params, run) -> None:
     result = train_dpo(
         read_jsonl(params.paths.dpo),
-        params.paths.model_dir("sft"),
+        params.paths.model_dir(params.train.dpo.start),
         params.paths.model_dir("dpo"),
         params.train.dpo,
         device=params.train.device,

@@ -1,4 +1,4 @@
-"""DVC stage: TRL SFT + LoRA from models/base -> models/sft (merged)."""
+"""DVC stage: TRL SFT (LoRA or full) from models/base -> models/sft."""
 
 from complexif.io import read_jsonl
 from complexif.runtime import run_stage

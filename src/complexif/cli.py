@@ -146,6 +146,14 @@ def _params_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _params_snapshot(args: argparse.Namespace) -> int:
+    from complexif.publish import snapshot
+
+    for path in snapshot(args.out_dir, args.params, args.lock):
+        print(f"wrote {path}")
+    return EXIT_OK
+
+
 def register_params(groups: Groups) -> None:
     group = groups.add_parser("params", help="presets and validation of params.yaml")
     commands = group.add_subparsers(dest="command", metavar="<command>")
@@ -158,6 +166,17 @@ def register_params(groups: Groups) -> None:
     )
     apply.add_argument("--output", type=Path, default=None, help="write here instead of --params")
     apply.set_defaults(handler=_params_apply)
+    snap = commands.add_parser(
+        "snapshot",
+        help="after `dvc repro`: copy params.yaml and dvc.lock (the exact recipe) next to the "
+        "results it produced",
+    )
+    snap.add_argument("out_dir", type=Path, help="e.g. results/cpu")
+    snap.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="(default: %(default)s)"
+    )
+    snap.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="(default: %(default)s)")
+    snap.set_defaults(handler=_params_snapshot)
     show = commands.add_parser("show", help="validate params.yaml and print it with all defaults")
     show.add_argument("--params", type=Path, default=Path("params.yaml"))
     show.set_defaults(handler=_params_show)

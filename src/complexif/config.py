@@ -85,10 +85,16 @@ class SeedsConfig(_Strict):
 
 
 class ComposeConfig(_Strict):
+    # The paper's main data ("Comp") has 3-5 constraints per instruction; 1-2 is its "Atom" study.
     k_distribution: dict[int, float] = Field(
-        default_factory=lambda: {1: 0.2, 2: 0.2, 3: 0.2, 4: 0.2, 5: 0.2}
+        default_factory=lambda: {3: 1 / 3, 4: 1 / 3, 5: 1 / 3},
+        description="weights over the number of constraints per instruction",
     )
-    per_seed: int = Field(1, ge=1)
+    per_seed: int = Field(1, ge=1, description="instructions composed from each seed")
+    phrasings: str = Field(
+        "constraint_phrasings.yaml",
+        description="file in paths.prompts_dir with the phrasings of each constraint type",
+    )
     exclude_ids: list[str] = Field(default_factory=list)
     seed: int = 0
 
@@ -120,10 +126,23 @@ class GenerationConfig(_Strict):
         description="Local models: matrix products and KV cache; auto = bf16 on CUDA or a CPU "
         "with AVX512-BF16/AMX, else fp32.",
     )
+    chunk_size: int | None = Field(
+        None,
+        ge=1,
+        description="Requests handed to a local model at once; their answers are cached when "
+        "the chunk finishes. null: 8 x batch_size with the continuous engine (slots stay full "
+        "while long answers finish), batch_size with static.",
+    )
     temperature: float = Field(0.0, ge=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     seed: int = 0
     n: int = Field(1, ge=1, description="Samples per request (each its own cache entry).")
+
+    @property
+    def resolved_chunk_size(self) -> int:
+        if self.chunk_size is not None:
+            return self.chunk_size
+        return self.batch_size * (8 if self.engine == "continuous" else 1)
 
 
 class APIConfig(_Strict):
@@ -162,16 +181,23 @@ def _one_sample(role: LLMRoleConfig, where: str) -> LLMRoleConfig:
 
 
 class RespondConfig(_Strict):
+    # generation.n > 1: the student samples n answers per instruction (each its own row and cache
+    # entry, seeded seed, seed+1, ...); every one is verified, passing ones become targets.
     student: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
 
     @field_validator("student")
     @classmethod
     def _check_n(cls, v: LLMRoleConfig) -> LLMRoleConfig:
-        return _one_sample(v, "respond.student")
+        if v.generation.n > 1 and v.generation.temperature == 0:
+            raise ValueError(
+                "respond.student.generation.n > 1 needs temperature > 0: greedy samples are "
+                "all the same answer"
+            )
+        return v
 
 
 class CorrectConfig(_Strict):
-    strategy: Literal["program", "teacher", "program_then_teacher"] = "program_then_teacher"
+    strategy: Literal["none", "program", "teacher", "program_then_teacher"] = "program_then_teacher"
     teacher: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
     max_rounds: int = Field(
         3,
@@ -196,7 +222,20 @@ class CorrectConfig(_Strict):
 
 class BuildDataConfig(_Strict):
     curriculum: Literal["easy_to_hard", "shuffle", "none"] = "easy_to_hard"
-    max_pairs_per_prompt: int = Field(3, ge=1)
+    targets: Literal["verified", "all"] = Field(
+        "verified",
+        description="verified: SFT targets pass every constraint (the method). all: every "
+        "finished answer as written (the Generation baseline; no DPO pairs).",
+    )
+    max_targets_per_prompt: int = Field(
+        1, ge=1, description="distinct verified answers kept as SFT targets per instruction"
+    )
+    max_pairs_per_prompt: int = Field(
+        3,
+        ge=1,
+        description="DPO pairs per instruction; the student's original failing answer is "
+        "always among them",
+    )
     seed: int = 0
 
 
@@ -208,7 +247,10 @@ class LoraConfig(_Strict):
 
 
 class TrainCommon(_Strict):
-    max_steps: int = Field(30, ge=1)
+    max_steps: int | None = Field(
+        30, ge=1, description="Optimizer steps; null trains for `epochs` passes over the data."
+    )
+    epochs: float = Field(1.0, gt=0.0, description="Passes over the data when max_steps is null.")
     learning_rate: float = 2e-4
     per_device_train_batch_size: int = 4
     gradient_accumulation_steps: int = 1
@@ -234,17 +276,43 @@ class TrainCommon(_Strict):
         "no step computes padding. Examples longer than max_length keep their first max_length "
         "tokens, as with padding (TRL's truncation).",
     )
+    finetune: Literal["lora", "full"] = Field(
+        "lora", description="lora: train a LoRA adapter (merged on save); full: every weight."
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    checkpoint_steps: int | None = Field(
+        None,
+        ge=1,
+        description="Save a resumable checkpoint every N steps (under .cache/complexif/"
+        "checkpoints); an interrupted run of the same stage, data and params resumes there. "
+        "null: no checkpoints.",
+    )
+
+
+class GeneralDataConfig(_Strict):
+    """General chat data mixed into SFT to keep general ability (the papers mix e.g. ShareGPT)."""
+
+    path: str = Field(
+        "data/general_chat.jsonl",
+        description="JSONL, one {messages: [...]} conversation per line (ratio 0: not used).",
+    )
+    ratio: float = Field(
+        0.0, ge=0.0, description="general rows per curated row (0.5: one general for two)"
+    )
+    seed: int = 0
 
 
 class SFTTrainConfig(TrainCommon):
-    pass
+    general_data: GeneralDataConfig = Field(default_factory=GeneralDataConfig)
 
 
 class DPOTrainConfig(TrainCommon):
     learning_rate: float = 5e-5
     padding_free: bool = Field(
         False, description="Not supported by TRL's DPOTrainer (it pads); must stay false."
+    )
+    start: Literal["sft", "base"] = Field(
+        "sft", description="The model DPO starts from (and its reference): the SFT model or base."
     )
     beta: float = 0.1
     sft_loss_weight: float = Field(

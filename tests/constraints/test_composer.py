@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from ifeval_synth import synthesize
@@ -15,10 +16,12 @@ from complexif.constraints.composer import (
     sample_k,
 )
 from complexif.constraints.errors import UnknownInstructionError
+from complexif.constraints.phrasing import Phrasebook
 from complexif.constraints.registry import INSTRUCTION_IDS, conflicts
 from complexif.constraints.verify import check, check_all, describe
 
 SEED = "Write a short story about a lighthouse keeper, in plain English."
+PB = Phrasebook.load(Path(__file__).resolve().parents[2] / "prompts" / "constraint_phrasings.yaml")
 REPEAT = "combination:repeat_prompt"
 
 
@@ -27,7 +30,7 @@ def test_no_conflicting_pair_ever_and_k_respected() -> None:
     for seed in range(400):
         rng = random.Random(seed)
         k = 1 + seed % 6
-        c = compose(SEED, k, rng)
+        c = compose(SEED, k, rng, PB)
         ids = c.instruction_id_list
         assert len(ids) == k == len(set(ids)) == len(c.kwargs) == len(c.descriptions)
         for i, a in enumerate(ids):
@@ -39,27 +42,27 @@ def test_no_conflicting_pair_ever_and_k_respected() -> None:
 
 
 def test_same_seed_same_instruction() -> None:
-    first = compose(SEED, 3, random.Random(7))
-    assert compose(SEED, 3, random.Random(7)) == first
-    others = {tuple(compose(SEED, 3, random.Random(s)).instruction_id_list) for s in range(20)}
+    first = compose(SEED, 3, random.Random(7), PB)
+    assert compose(SEED, 3, random.Random(7), PB) == first
+    others = {tuple(compose(SEED, 3, random.Random(s), PB).instruction_id_list) for s in range(20)}
     assert len(others) > 10
 
 
 def test_prompt_is_seed_then_descriptions() -> None:
-    c = compose(SEED, 4, random.Random(3))
+    c = compose(SEED, 4, random.Random(3), PB)
     assert isinstance(c, ComposedInstruction)
     head, body = c.prompt.split("\n\n", 1)
     assert head == SEED
+    assert body.split("\n") == c.descriptions
     for iid, kw, desc in zip(c.instruction_id_list, c.kwargs, c.descriptions, strict=True):
-        assert desc == describe(iid, kw)
-        assert desc.strip().rstrip(".") in body
+        assert desc != describe(iid, kw)  # our own words, never IFEval's sentence
     assert c.to_dict()["prompt"] == c.prompt
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_repeat_prompt_is_consistent_with_its_checker(seed: int) -> None:
     allowed = [REPEAT, "detectable_format:title", "keywords:existence"]
-    c = compose(SEED, 3, random.Random(seed), allowed_ids=allowed)
+    c = compose(SEED, 3, random.Random(seed), PB, allowed_ids=allowed)
     assert c.instruction_id_list[-1] == REPEAT  # the request to repeat is all that precedes it
     kw = c.kwargs[-1]
     assert kw == {"prompt_to_repeat": SEED}
@@ -77,6 +80,7 @@ def test_repeat_prompt_never_meets_no_comma() -> None:
             SEED,
             2,
             random.Random(seed),
+            PB,
             allowed_ids=[REPEAT, "punctuation:no_comma", "detectable_format:title"],
         ).instruction_id_list
         assert set(ids) != {REPEAT, "punctuation:no_comma"}
@@ -88,28 +92,33 @@ def test_impossible_requests_raise() -> None:
             SEED,
             2,
             random.Random(0),
+            PB,
             allowed_ids=["detectable_format:constrained_response", "punctuation:no_comma"],
         )
     with pytest.raises(ValueError, match="pairwise non-conflicting"):
-        compose(SEED, 16, random.Random(0))  # the largest conflict-free set has 15 types
-    assert len(compose(SEED, 15, random.Random(0)).instruction_id_list) == 15
+        compose(SEED, 16, random.Random(0), PB)  # the largest conflict-free set has 15 types
+    assert len(compose(SEED, 15, random.Random(0), PB).instruction_id_list) == 15
     with pytest.raises(ValueError, match="distinct"):
         compose(
-            SEED, 3, random.Random(0), allowed_ids=["punctuation:no_comma", "startend:quotation"]
+            SEED,
+            3,
+            random.Random(0),
+            PB,
+            allowed_ids=["punctuation:no_comma", "startend:quotation"],
         )
     with pytest.raises(ValueError, match="k must be"):
-        compose(SEED, 0, random.Random(0))
+        compose(SEED, 0, random.Random(0), PB)
     with pytest.raises(ValueError, match="seed_text"):
-        compose("  ", 1, random.Random(0))
+        compose("  ", 1, random.Random(0), PB)
     with pytest.raises(UnknownInstructionError, match="Did you mean"):
-        compose(SEED, 1, random.Random(0), allowed_ids=["keywords:existance"])
+        compose(SEED, 1, random.Random(0), PB, allowed_ids=["keywords:existance"])
 
 
 def test_composed_constraints_are_satisfiable() -> None:
     """A response that truly satisfies the composed constraints passes every verifier."""
     allowed = [i for i in INSTRUCTION_IDS if i != "language:response_language"]
     for seed in range(150):
-        c = compose(SEED, 1 + seed % 5, random.Random(seed), allowed_ids=allowed)
+        c = compose(SEED, 1 + seed % 5, random.Random(seed), PB, allowed_ids=allowed)
         response, ok = synthesize(c.instruction_id_list, c.kwargs, seed=seed)
         assert ok, (seed, c.instruction_id_list, c.kwargs)
         assert all(check_all(c.instruction_id_list, c.kwargs, response, prompt=c.prompt))

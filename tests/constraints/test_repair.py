@@ -1,11 +1,13 @@
-"""Program repairs fix exactly the failing constraint and keep the response's content."""
+"""Program repairs fix exactly the failing constraint, change only form, and keep every word."""
 
 from __future__ import annotations
 
-import json
 import re
+from collections import Counter
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from complexif.constraints.errors import InstructionArgumentError, UnknownInstructionError
 from complexif.constraints.registry import INSTRUCTION_IDS
@@ -35,21 +37,9 @@ CASES: list[tuple[str, dict, str]] = [
     ("detectable_format:title", {}, "## Lighthouses of the World\n\n" + TEXT),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, TEXT),
     ("detectable_content:postscript", {"postscript_marker": "P.P.S"}, "One idea. Another idea."),
-    ("detectable_format:json_format", {}, TEXT),
-    ("detectable_content:number_placeholders", {"num_placeholders": 9}, "Hi [name]. " + TEXT),
     ("combination:repeat_prompt", {"prompt_to_repeat": "Write about lighthouses."}, TEXT),
-    ("keywords:existence", {"keywords": ["fog", "horn"]}, TEXT),
-    ("keywords:forbidden_words", {"forbidden_words": ["rocks", "storms"]}, TEXT),
-    (
-        "keywords:frequency",
-        {"keyword": "lighthouse", "frequency": 2, "relation": "less than"},
-        "A lighthouse stood. The lighthouse shone. Another lighthouse slept.",
-    ),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 5}, TEXT),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 2}, TEXT),
-    ("length_constraints:number_words", {"num_words": 20, "relation": "less than"}, TEXT),
-    ("length_constraints:number_words", {"num_words": 3, "relation": "less than"}, TEXT),
-    ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"}, TEXT),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 3}, "# Lights\n" + TEXT),
     (
         "detectable_format:multiple_sections",
@@ -85,9 +75,7 @@ def test_repair_fixes_failing_response(iid: str, kwargs: dict, response: str) ->
         ("startend:end_checker", {"end_phrase": "Any other questions?"}),
         ("detectable_format:title", {}),
         ("detectable_content:postscript", {"postscript_marker": "P.S."}),
-        ("detectable_content:number_placeholders", {"num_placeholders": 3}),
         ("combination:repeat_prompt", {"prompt_to_repeat": "Write about lighthouses."}),
-        ("keywords:existence", {"keywords": ["fog"]}),
         ("length_constraints:number_paragraphs", {"num_paragraphs": 5}),
         ("detectable_format:number_highlighted_sections", {"num_highlights": 2}),
         ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 3}),
@@ -106,39 +94,122 @@ def test_repair_keeps_every_word(iid: str, kwargs: dict) -> None:
 def test_specific_repairs_do_only_what_is_needed() -> None:
     assert repair("change_case:english_lowercase", {}, TEXT) == TEXT.lower()
     assert repair("punctuation:no_comma", {}, "Yes, 1,000 boats.") == "Yes 1000 boats."
-    removed = repair(
-        "keywords:forbidden_words", {"forbidden_words": ["rocks"]}, "Mind the rocks here."
-    )
-    assert removed == "Mind the here."
     assert repair("startend:quotation", {}, '"Half quoted') == '"Half quoted"'
-    trimmed = repair(
-        "length_constraints:number_words", {"num_words": 12, "relation": "less than"}, TEXT
-    )
-    assert trimmed == "Lighthouses guide ships at night."  # cut at a sentence boundary
-    cut = repair("length_constraints:number_words", {"num_words": 3, "relation": "less than"}, TEXT)
-    assert cut == "Lighthouses guide"  # no sentence fits: cut at a word boundary
-    assert json.loads(repair("detectable_format:json_format", {}, TEXT)) == {"response": TEXT}
     assert repair("detectable_format:title", {}, "## Lights\nText.") == "<<Lights>>\nText."
-    freq = {"keyword": "tea", "frequency": 2, "relation": "less than"}
-    assert (
-        repair("keywords:frequency", freq, "Tea first. More tea. Tea again.")
-        == "Tea first. More. again."
-    )
 
 
-def test_no_program_repair_returns_none() -> None:
-    assert repair("language:response_language", {"language": "fr"}, "Hello there, friend.") is None
-    assert repair("combination:two_responses", {}, "Only one answer.") is None
-    # "at least" would need new prose.
-    kw = {"num_words": 500, "relation": "at least"}
-    assert repair("length_constraints:number_words", kw, TEXT) is None
-    # A repair that cannot reach the target returns None rather than a failing text.
+# What a checker would accept but a careful writer would not do: no program repair exists.
+GAMING_REPAIRS = [
+    ("keywords:existence", {"keywords": ["fog", "horn"]}, TEXT),  # a "Keywords:" line
+    ("detectable_content:number_placeholders", {"num_placeholders": 4}, TEXT),  # a [..] tail
+    ("detectable_format:json_format", {}, TEXT),  # {"response": ...}
+    ("keywords:forbidden_words", {"forbidden_words": ["rocks"]}, TEXT),  # "warn of ."
+    (
+        "keywords:frequency",
+        {"keyword": "lighthouses", "frequency": 1, "relation": "less than"},
+        TEXT,
+    ),
+    ("length_constraints:number_words", {"num_words": 20, "relation": "less than"}, TEXT),
+    ("length_constraints:number_sentences", {"num_sentences": 3, "relation": "less than"}, TEXT),
+    ("language:response_language", {"language": "fr"}, TEXT),
+    ("combination:two_responses", {}, TEXT),
+    ("length_constraints:number_words", {"num_words": 500, "relation": "at least"}, TEXT),
+]
+
+
+@pytest.mark.parametrize(("iid", "kwargs", "response"), GAMING_REPAIRS)
+def test_no_repair_that_adds_lists_cuts_or_deletes(iid: str, kwargs: dict, response: str) -> None:
+    assert iid not in REPAIRABLE_IDS
+    assert not check(iid, kwargs, response)
+    assert repair(iid, kwargs, response) is None
+
+
+def test_a_repair_that_cannot_reach_the_target_returns_none() -> None:
     assert (
         repair("length_constraints:number_paragraphs", {"num_paragraphs": 9}, "One. Two.") is None
     )
-    # Substring hits ("steam" contains "tea") cannot be removed without damaging words.
-    freq = {"keyword": "tea", "frequency": 1, "relation": "less than"}
-    assert repair("keywords:frequency", freq, "Steam rose.") is None
+
+
+# --------------------------------------------------------------------------------------------
+# Property: over many generated responses and arguments, a repair keeps every word.
+
+_SENTENCES = [
+    "The harbour was quiet before dawn.",
+    "Nobody expected the storm, least of all the ferry captain.",
+    "Prices rose by 1,250 dollars in a year.",
+    'She wrote: "keep the light burning."',
+    "Is it worth the cost?",
+    "Tea, bread and cheese were all they had!",
+    "Section 2 of the report covers safety.",
+    "The answer, in short, is yes.",
+    "Each keeper logged the weather twice a day.",
+    "Modern lamps use LEDs and solar panels.",
+]
+
+_response = st.lists(
+    st.tuples(
+        st.lists(st.sampled_from(_SENTENCES), min_size=1, max_size=4),
+        st.sampled_from(["plain", "bullets", "heading", "quote"]),
+    ),
+    min_size=1,
+    max_size=5,
+).map(
+    lambda paras: "\n\n".join(
+        "\n".join(f"* {s}" for s in sents)
+        if kind == "bullets"
+        else f"## {sents[0].rstrip('.?!')}\n" + " ".join(sents[1:] or sents)
+        if kind == "heading"
+        else f'"{" ".join(sents)}"'
+        if kind == "quote"
+        else " ".join(sents)
+        for sents, kind in paras
+    )
+)
+
+_ARGS = {
+    "change_case:english_lowercase": st.just({}),
+    "change_case:english_capital": st.just({}),
+    "punctuation:no_comma": st.just({}),
+    "startend:end_checker": st.sampled_from(["Thank you for reading.", "Until next time."]).map(
+        lambda p: {"end_phrase": p}
+    ),
+    "startend:quotation": st.just({}),
+    "detectable_format:title": st.just({}),
+    "detectable_content:postscript": st.sampled_from(["P.S.", "P.P.S"]).map(
+        lambda m: {"postscript_marker": m}
+    ),
+    "combination:repeat_prompt": st.just({"prompt_to_repeat": "Describe a harbour at dawn."}),
+    "length_constraints:number_paragraphs": st.integers(1, 6).map(lambda n: {"num_paragraphs": n}),
+    "detectable_format:number_highlighted_sections": st.integers(1, 4).map(
+        lambda n: {"num_highlights": n}
+    ),
+    "detectable_format:multiple_sections": st.tuples(
+        st.sampled_from(["Section", "PART"]), st.integers(1, 4)
+    ).map(lambda t: {"section_spliter": t[0], "num_sections": t[1]}),
+    "detectable_format:number_bullet_lists": st.integers(1, 6).map(lambda n: {"num_bullets": n}),
+}
+
+
+def _word_counts(text: str) -> Counter[str]:
+    # Case and commas are form ("1,250" may become "1250"); words are letters and digits.
+    return Counter(re.findall(r"[a-z0-9]+", text.lower().replace(",", "")))
+
+
+def test_property_covers_every_repairable_type() -> None:
+    assert set(_ARGS) == set(REPAIRABLE_IDS)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), response=_response)
+def test_every_repair_keeps_every_word(data, response: str) -> None:
+    iid = data.draw(st.sampled_from(sorted(REPAIRABLE_IDS)))
+    kwargs = data.draw(_ARGS[iid])
+    fixed = repair(iid, kwargs, response)
+    if fixed is None:
+        return
+    assert check(iid, kwargs, fixed)
+    missing = _word_counts(response) - _word_counts(fixed)
+    assert not missing, (iid, kwargs, missing, fixed)
 
 
 def test_repair_validates_like_check() -> None:

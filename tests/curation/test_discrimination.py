@@ -35,8 +35,14 @@ class ScriptedTeacher:
         return [ChatResponse(r.id, self.answers.pop(0), self.name, "stop", 1, 1) for r in requests]
 
 
-def _instruction(ids, kwargs, prompt="Describe a cat."):
-    return {"id": "ins-1", "prompt": prompt, "instruction_id_list": ids, "kwargs": kwargs}
+def _instruction(ids, kwargs, prompt="Describe a cat.", ins_id="ins-1"):
+    return {
+        "id": ins_id,
+        "prompt": prompt,
+        "instruction_id_list": ids,
+        "kwargs": kwargs,
+        "descriptions": [f"Follow {iid} {kw}." for iid, kw in zip(ids, kwargs, strict=True)],
+    }
 
 
 def test_program_repairs_fix_failures_one_at_a_time_and_each_fix_is_verified():
@@ -137,6 +143,7 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
         assert pair["chosen"][0]["content"] == "cats dogs and birds."
         assert pair["rejected"][0]["content"] != pair["chosen"][0]["content"]
         assert pair["rejected_failed"]
-    # Latest (closest) failing answer first.
-    assert dpo[0]["rejected_step"] > dpo[1]["rejected_step"] or dpo[0]["id"] != dpo[1]["id"]
-    assert len(build_dpo(records, max_pairs_per_prompt=1)) == 1
+    # With room for one pair only, it is the student's original answer.
+    (only,) = build_dpo(records, max_pairs_per_prompt=1)
+    assert only["rejected_step"] == 0
+    assert only["rejected"][0]["content"] == "Cats, Dogs, and Birds."

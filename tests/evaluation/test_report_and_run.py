@@ -29,8 +29,13 @@ def test_report_table_csv_and_plot(tmp_path):
         (tmp_path / f"ifeval_{name}.json").write_text(json.dumps(_metrics(s)))
     metrics = load_metrics(tmp_path, ["base", "sft", "dpo"])
     table = markdown_table(metrics)
-    assert "| sft | 10 | 30.0 | 40.0 | 35.0 | 45.0 |" in table
+    assert "| base | 10 | 20.0 | 30.0 | 25.0 | 35.0 |" in table
+    assert "| sft | 10 | 30.0 (+10.0) | 40.0 (+10.0) | 35.0 (+10.0) | 45.0 (+10.0) |" in table
     paths = write_report(metrics, tmp_path / "reports")
+    # The per-type table shows each model's change from base, with how many instructions.
+    text = paths["table"].read_text()
+    assert "| punctuation:no_comma | 3 | 20.0 | 30.0 (+10.0) | 35.0 (+15.0) |" in text
+    assert "| detectable_format:title | 2 | 100.0 | 100.0 (+0.0) | 100.0 (+0.0) |" in text
     rows = list(csv.DictReader(paths["csv"].open()))
     assert rows[1] == {
         "instruction_type": "punctuation:no_comma",

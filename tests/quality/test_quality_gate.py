@@ -371,3 +371,42 @@ def test_check_all_gets_assistant_text_and_errors_are_per_row(
     assert not _failed(exc, "chosen_passes_all") or all(
         r.row == "id=dpo-1" for o in _failed(exc, "chosen_passes_all") for r in o.unexpected_rows
     )
+
+
+def _artifact_texts(clean: str) -> dict[str, str]:
+    """Planted artifacts: text that games a checker (``clean`` passes every constraint)."""
+    return {
+        "keyword_list": clean + "\n\nKeywords: apple; noon.",
+        "placeholder_tail": clean + "\n\n[name] [address]",
+        "json_stub": '{"response": "' + clean + '"}',
+    }
+
+
+def test_sft_targets_with_artifacts_or_cut_off_are_named(verifier, sft_records, expectations_dir):
+    rows = [dict(r, messages=[dict(m) for m in r["messages"]]) for r in sft_records]
+    planted = []
+    for kind, text in _artifact_texts(rows[0]["messages"][-1]["content"]).items():
+        row = dict(rows[0], id=f"sft-{kind}")
+        row["messages"] = [row["messages"][0], {"role": "assistant", "content": text}]
+        planted.append(row)
+    planted.append(dict(rows[1], id="sft-cut", finish_reason="length"))
+    exc = _fail(rows[2:] + planted, "sft", expectations_dir)
+    (outcome,) = _failed(exc, "response_artifacts")
+    named = {r.row: r.context["response_artifacts"] for r in outcome.unexpected_rows}
+    assert named == {
+        "id=sft-keyword_list": "keyword_list",
+        "id=sft-placeholder_tail": "placeholder_tail",
+        "id=sft-json_stub": "json_stub",
+        "id=sft-cut": "cut_off",
+    }
+    gate(_df(rows), "sft", expectations_dir=expectations_dir)  # the clean rows pass
+
+
+def test_dpo_chosen_with_artifacts_or_cut_off_are_named(verifier, dpo_records, expectations_dir):
+    bad = dict(dpo_records[0], id="dpo-bad")
+    clean = dpo_records[0]["chosen"][-1]["content"]
+    bad["chosen"] = [{"role": "assistant", "content": _artifact_texts(clean)["keyword_list"]}]
+    cut = dict(dpo_records[1], id="dpo-cut", chosen_finish_reason="length")
+    exc = _fail([bad, cut, *dpo_records[2:]], "dpo", expectations_dir)
+    (outcome,) = _failed(exc, "chosen_artifacts")
+    assert {r.row for r in outcome.unexpected_rows} == {"id=dpo-bad", "id=dpo-cut"}

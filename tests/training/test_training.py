@@ -8,6 +8,7 @@ from complexif.config import DPOTrainConfig, LoraConfig, SFTTrainConfig
 from complexif.training.data import dpo_dataset, sft_dataset
 from complexif.training.dpo import train_dpo
 from complexif.training.sft import train_sft
+from tests.conftest import REPO_ROOT
 
 LORA = LoraConfig(r=4, alpha=8, dropout=0.0)
 
@@ -172,3 +173,94 @@ def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(
 def test_dpo_refuses_padding_free():
     with pytest.raises(ValueError, match="does not support padding-free"):
         DPOTrainConfig(padding_free=True)
+
+
+def test_full_fine_tune_changes_every_weight_matrix(tiny_model_dir, tmp_path):
+    cfg = SFTTrainConfig(
+        max_steps=2,
+        per_device_train_batch_size=2,
+        max_length=64,
+        learning_rate=1e-2,
+        finetune="full",
+    )
+    train_sft(_sft_records(), tiny_model_dir, tmp_path / "full", cfg, device="cpu")
+    before, after = _weights(tiny_model_dir), _weights(tmp_path / "full")
+    assert set(after) == set(before)  # a plain model, no adapter keys
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    # Every projection and the embeddings move, not just a low-rank update of some.
+    assert any("embed_tokens" in k for k in changed)
+    assert all(any(p in k for k in changed) for p in ("q_proj", "mlp.down_proj"))
+    dcfg = DPOTrainConfig(
+        max_steps=1, per_device_train_batch_size=2, max_length=64, finetune="full"
+    )
+    result = train_dpo(_dpo_records(), tmp_path / "full", tmp_path / "dpo", dcfg, device="cpu")
+    assert result.metrics["n_pairs"] == 4
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path, monkeypatch):
+    import complexif.training.common as common
+
+    monkeypatch.setattr(common, "CHECKPOINT_ROOT", tmp_path / "ckpt")
+    cfg = SFTTrainConfig(
+        max_steps=4,
+        per_device_train_batch_size=2,
+        max_length=64,
+        learning_rate=1e-2,
+        lora=LORA,
+        checkpoint_steps=2,
+        logging_steps=1,
+    )
+    # A crash after step 2's checkpoint: the trainer's save hook raises once the checkpoint
+    # is on disk, as a kill would.
+    from transformers import Trainer
+
+    real_save = Trainer._save_checkpoint
+
+    def save_then_die(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_sft(_sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+    (work,) = (tmp_path / "ckpt").iterdir()
+    assert [p.name for p in work.glob("checkpoint-*")] == ["checkpoint-2"]
+    monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
+    steps_run = []
+    real_step = Trainer.training_step
+
+    def counting_step(self, *args, **kwargs):
+        steps_run.append(self.state.global_step + 1)
+        return real_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "training_step", counting_step)
+    resumed = train_sft(_sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+    # Only steps 3 and 4 ran again; the loss curve still has all four (from the checkpoint's
+    # state), and the finished run cleans up its checkpoints.
+    assert steps_run == [3, 4]
+    assert [row["step"] for row in resumed.history] == [1, 2, 3, 4]
+    assert not work.exists()
+    assert (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_general_data_is_mixed_in_evenly(tmp_path):
+    from complexif.config import GeneralDataConfig
+    from complexif.io import DataError
+    from complexif.training.mixing import load_general, mix_general
+    from complexif.training.sft import with_general_data
+
+    general = load_general(REPO_ROOT / "data/general_chat.jsonl")
+    assert len(general) >= 20
+    curated = [{"id": f"c{i}", "messages": []} for i in range(20)]
+    mixed = mix_general(curated, general, 0.25, seed=0)
+    assert len(mixed) == 25
+    assert [r for r in mixed if r["id"].startswith("c")] == curated  # order kept
+    spots = [i for i, r in enumerate(mixed) if r["id"].startswith("general")]
+    assert max(b - a for a, b in zip(spots, spots[1:], strict=False)) <= 6  # spread out
+    assert mix_general(curated, general, 0.25, seed=0) == mixed
+    cfg = SFTTrainConfig(general_data=GeneralDataConfig(ratio=0.0))
+    assert with_general_data(curated, cfg) == curated
+    bad = tmp_path / "g.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(DataError, match=r"g\.jsonl:1: field 'messages'"):
+        load_general(bad)

@@ -1,8 +1,10 @@
 """Compose complex instructions: a seed request plus k verifiable IFEval constraints.
 
 Following From-Complex-to-Simple (He et al. 2024), ``compose`` picks k distinct instruction types
-that do not conflict, samples their arguments the way the official IFEval code does, and appends
-the official descriptions to the seed text.
+that do not conflict, samples their arguments, and appends one natural phrasing of each to the seed
+text. The phrasings are our own (:mod:`complexif.constraints.phrasing`), never IFEval's sentences,
+and arguments fit the seed: keywords, forbidden words and a paragraph's first word are content
+words of the seed itself; end phrases and section markers come from our own pools.
 
 Beyond the official conflict table we avoid combinations whose checkers cannot all pass:
 
@@ -13,7 +15,8 @@ Beyond the official conflict table we avoid combinations whose checkers cannot a
   markers are capitalised and the section check is case-sensitive.
 - With ``change_case:english_capital`` the section marker is always ``SECTION``.
 - ``length_constraints:number_sentences`` "less than 1" is impossible (a non-blank response has a
-  sentence), so "less than" thresholds start at 2.
+  sentence), so "less than" thresholds start at 2; so do the other "less than" counts (keyword,
+  letter and all-caps word frequency), where "fewer than 1" is a roundabout "never".
 - Literal text one checker requires (keywords, end phrase, postscript marker, section markers,
   first word, the repeated request) must not break a budget set by another (forbidden words,
   "less than" keyword/letter/capital-word counts, no commas); arguments are redrawn until it fits.
@@ -29,9 +32,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from complexif.constraints import _util
+from complexif.constraints.phrasing import Phrasebook
 from complexif.constraints.registry import CONFLICTS, INSTRUCTION_IDS, get_instruction_class
 from complexif.constraints.sampling import sample_kwargs
-from complexif.constraints.verify import describe
+from complexif.constraints.seed_words import seed_keywords
 
 REPEAT_PROMPT = "combination:repeat_prompt"
 NO_COMMA = "punctuation:no_comma"
@@ -108,13 +112,38 @@ def _pick_ids(candidates: list[str], k: int, rng: random.Random) -> list[str] | 
     return search([], order)
 
 
-def _sample_args(ids: list[str], rng: random.Random, seed_text: str) -> list[dict[str, Any]]:
+# "less than" count arguments that must start at 2, and their upper sampling bound.
+_LESS_THAN_COUNTS = {
+    SENTENCES: ("relation", "num_sentences", 20),
+    "keywords:frequency": ("relation", "frequency", 3),
+    "keywords:letter_frequency": ("let_relation", "let_frequency", 10),
+    "change_case:capital_word_frequency": ("capital_relation", "capital_frequency", 20),
+}
+
+
+def _sample_args(
+    ids: list[str], rng: random.Random, seed_text: str, phrasebook: Phrasebook
+) -> list[dict[str, Any]]:
     kwargs = [sample_kwargs(iid, rng, prompt=seed_text) for iid in ids]
+    words = seed_keywords(seed_text)
     for iid, kw in zip(ids, kwargs, strict=True):
-        if iid == SECTIONS and CAPITAL in ids:
-            kw["section_spliter"] = "SECTION"
-        if iid == SENTENCES and kw["relation"] == "less than" and kw["num_sentences"] < 2:
-            kw["num_sentences"] = rng.randint(2, 20)
+        if iid in _LESS_THAN_COUNTS:
+            rel, count, top = _LESS_THAN_COUNTS[iid]
+            if kw[rel] == "less than" and kw[count] < 2:
+                kw[count] = rng.randint(2, top)
+        if iid == "keywords:existence" and len(words) >= len(kw["keywords"]):
+            kw["keywords"] = sorted(rng.sample(words, len(kw["keywords"])))
+        elif iid == "keywords:forbidden_words" and len(words) >= len(kw["forbidden_words"]):
+            kw["forbidden_words"] = sorted(rng.sample(words, len(kw["forbidden_words"])))
+        elif iid == "keywords:frequency" and words:
+            kw["keyword"] = rng.choice(words)
+        elif iid == "length_constraints:nth_paragraph_first_word" and words:
+            kw["first_word"] = rng.choice(words)
+        elif iid == "startend:end_checker":
+            kw["end_phrase"] = rng.choice(phrasebook.end_phrases)
+        elif iid == SECTIONS:
+            marker = rng.choice(phrasebook.section_markers)
+            kw["section_spliter"] = marker.upper() if CAPITAL in ids else marker
     return kwargs
 
 
@@ -172,19 +201,14 @@ def _args_feasible(ids: list[str], kwargs: list[dict[str, Any]]) -> bool:
     return True
 
 
-def _as_sentence(description: str) -> str:
-    text = description.strip()
-    # Some official descriptions end mid-sentence ("... starting with P.P.S").
-    return text if text[-1] in ".!?)]" else text + "."
-
-
 def compose(
     seed_text: str,
     k: int,
     rng: random.Random,
+    phrasebook: Phrasebook,
     allowed_ids: Sequence[str] | None = None,
 ) -> ComposedInstruction:
-    """Attach ``k`` compatible constraints to ``seed_text``.
+    """Attach ``k`` compatible constraints to ``seed_text``, each worded by ``phrasebook``.
 
     The prompt is the seed text, a blank line, then one description per line; the
     ``repeat_prompt`` description (if any) comes last and its ``prompt_to_repeat`` is the seed
@@ -212,7 +236,7 @@ def compose(
             )
         # The repeat sentence must come last: the request to repeat is everything before it.
         ids.sort(key=lambda iid: iid == REPEAT_PROMPT)
-        kwargs = _sample_args(ids, rng, seed)
+        kwargs = _sample_args(ids, rng, seed, phrasebook)
         if _args_feasible(ids, kwargs):
             break
     else:
@@ -221,8 +245,8 @@ def compose(
             f"in {_MAX_ATTEMPTS} attempts"
         )
 
-    descriptions = [describe(iid, kw) for iid, kw in zip(ids, kwargs, strict=True)]
-    prompt = seed + "\n\n" + "\n".join(_as_sentence(d) for d in descriptions)
+    descriptions = [phrasebook.render(iid, kw, rng) for iid, kw in zip(ids, kwargs, strict=True)]
+    prompt = seed + "\n\n" + "\n".join(descriptions)
     return ComposedInstruction(
         instruction_id_list=ids, kwargs=kwargs, descriptions=descriptions, prompt=prompt
     )

@@ -1,18 +1,18 @@
-"""Program repairs: make a response satisfy one constraint when a program can do it exactly.
+"""Program repairs: make a response satisfy one constraint when a careful writer's edit of its
+form does it exactly.
 
-A repair only changes what the constraint is about (case, commas, wrappers, markers, layout) and
-keeps the words of the response; anything needing new prose (more words, a second answer, another
-language) is left to the teacher model. Every repaired response is re-checked with the strict
-checker before it is returned, so a repair that did not work gives ``None``, never a bad text.
-
-Some types are only repairable in one direction: ``keywords:frequency``,
-``length_constraints:number_words`` and ``length_constraints:number_sentences`` can be cut down
-("less than") but not padded ("at least").
+A repair changes only the form the constraint is about -- case, commas, a wrapping quotation, a
+title, section markers, highlights, bullets, a postscript marker, an end phrase, paragraph breaks at
+sentence boundaries -- and keeps every word of the response. It never appends keyword or
+placeholder lists, never cuts the text short or deletes words, and never wraps prose in a JSON
+stub: such edits satisfy a checker while making the answer worse, and the result would be trained
+on as a good answer. Anything that needs different words (keywords, lengths, forbidden words, JSON,
+another language, a second answer) is the teacher's job. Every repaired response is re-checked
+with the strict checker before it is returned, so a repair that did not work gives ``None``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -50,25 +50,6 @@ def _split_to(blocks: list[str], n: int) -> list[str] | None:
         half = len(best_sents) // 2
         blocks[best : best + 1] = [" ".join(best_sents[:half]), " ".join(best_sents[half:])]
     return blocks
-
-
-def _remove_matches(text: str, pattern: str, keep: int = 0) -> str:
-    """Delete matches of ``pattern`` (case-insensitive) after the first ``keep``, with one space."""
-    matches = list(re.finditer(pattern, text, flags=re.IGNORECASE))[keep:]
-    out, pos = [], 0
-    for m in matches:
-        start, end = m.start(), m.end()
-        if start < pos or start == end:
-            continue
-        # Take one neighbouring space so "a dog barks" becomes "a barks", not "a  barks".
-        if start > pos and text[start - 1] == " ":
-            start -= 1
-        elif end < len(text) and text[end] == " ":
-            end += 1
-        out.append(text[pos:start])
-        pos = end
-    out.append(text[pos:])
-    return "".join(out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -146,45 +127,8 @@ def _postscript(args: Args, response: str) -> str | None:
     return f"{' '.join(sentences[:-1])}\n\n{marker} {sentences[-1]}"
 
 
-def _json_format(args: Args, response: str) -> str:
-    return json.dumps({"response": response.strip()}, ensure_ascii=False, indent=2)
-
-
-_PLACEHOLDER_NAMES = ("name", "address", "date", "phone number", "email", "company", "city")
-
-
-def _placeholders(args: Args, response: str) -> str:
-    need = args["num_placeholders"] - len(re.findall(r"\[.*?\]", response))
-    names = [
-        _PLACEHOLDER_NAMES[i] if i < len(_PLACEHOLDER_NAMES) else f"detail {i + 1}"
-        for i in range(need)
-    ]
-    return response.rstrip() + "\n\n" + " ".join(f"[{n}]" for n in names)
-
-
 def _repeat_prompt(args: Args, response: str) -> str:
     return f"{args['prompt_to_repeat'].strip()}\n\n{response.strip()}"
-
-
-def _existence(args: Args, response: str) -> str | None:
-    missing = [k for k in args["keywords"] if not re.search(k, response, flags=re.IGNORECASE)]
-    if not missing:
-        return None
-    return response.rstrip() + "\n\nKeywords: " + "; ".join(missing) + "."
-
-
-def _forbidden(args: Args, response: str) -> str:
-    text = response
-    for word in args["forbidden_words"]:
-        text = _remove_matches(text, r"\b" + word + r"\b")
-    return text
-
-
-def _keyword_frequency(args: Args, response: str) -> str | None:
-    if args["relation"] != "less than" or args["frequency"] < 1:
-        return None  # padding with a keyword needs new prose
-    # Keep the first frequency-1 whole-word uses; substring hits inside other words stay.
-    return _remove_matches(response, r"\b" + args["keyword"] + r"\b", keep=args["frequency"] - 1)
 
 
 def _number_paragraphs(args: Args, response: str) -> str | None:
@@ -291,36 +235,6 @@ def _bullets(args: Args, response: str) -> str | None:
     return "\n\n".join(paragraphs) if need == 0 else None
 
 
-def _truncate(text: str, keep: Callable[[str], bool]) -> str | None:
-    """Longest prefix ending at a sentence end (else a word end) for which ``keep`` holds."""
-    text = text.strip()
-    best = None
-    for _, end in _util._sentence_tokenizer().span_tokenize(text):
-        if not keep(text[:end]):
-            break
-        best = text[:end]
-    if best is None:
-        for m in re.finditer(r"\w+", text):
-            if not keep(text[: m.end()]):
-                break
-            best = text[: m.end()]
-    return best
-
-
-def _number_words(args: Args, response: str) -> str | None:
-    if args["relation"] != "less than":
-        return None
-    limit = args["num_words"]
-    return _truncate(response, lambda t: _util.count_words(t) < limit)
-
-
-def _number_sentences(args: Args, response: str) -> str | None:
-    if args["relation"] != "less than":
-        return None
-    limit = args["num_sentences"]
-    return _truncate(response, lambda t: _util.count_sentences(t) < limit)
-
-
 _REPAIRS: dict[str, _Repair] = {
     "change_case:english_lowercase": _lowercase,
     "change_case:english_capital": _uppercase,
@@ -329,15 +243,8 @@ _REPAIRS: dict[str, _Repair] = {
     "startend:quotation": _quotation,
     "detectable_format:title": _title,
     "detectable_content:postscript": _postscript,
-    "detectable_format:json_format": _json_format,
-    "detectable_content:number_placeholders": _placeholders,
     "combination:repeat_prompt": _repeat_prompt,
-    "keywords:existence": _existence,
-    "keywords:forbidden_words": _forbidden,
-    "keywords:frequency": _keyword_frequency,
     "length_constraints:number_paragraphs": _number_paragraphs,
-    "length_constraints:number_words": _number_words,
-    "length_constraints:number_sentences": _number_sentences,
     "detectable_format:number_highlighted_sections": _highlights,
     "detectable_format:multiple_sections": _sections,
     "detectable_format:number_bullet_lists": _bullets,

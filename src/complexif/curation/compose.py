@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from complexif.constraints.composer import compose, sample_k
+from complexif.constraints.phrasing import Phrasebook
 from complexif.constraints.registry import INSTRUCTION_IDS
 from complexif.ids import content_id
 
@@ -21,6 +22,7 @@ def allowed_instruction_ids(exclude: Iterable[str]) -> list[str]:
 
 def compose_instructions(
     seeds: Sequence[dict[str, Any]],
+    phrasebook: Phrasebook,
     k_distribution: dict[int, float],
     per_seed: int = 1,
     exclude_ids: Iterable[str] = (),
@@ -37,7 +39,7 @@ def compose_instructions(
         for variant in range(per_seed):
             rng = random.Random(content_id(seed, s["id"], variant))
             k = sample_k(k_distribution, rng)
-            composed = compose(s["text"], k, rng, allowed_ids=allowed)
+            composed = compose(s["text"], k, rng, phrasebook, allowed_ids=allowed)
             records.append(
                 {
                     "id": content_id(s["id"], composed.prompt, prefix="ins-"),

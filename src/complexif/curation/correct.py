@@ -83,7 +83,9 @@ def correct_responses(
             raise DataError(
                 f"response {resp['id']}: unknown instruction_id {resp['instruction_id']!r}"
             )
-        trajectories.append(start_trajectory(resp["id"], ins, resp["response"]))
+        trajectories.append(
+            start_trajectory(resp["id"], ins, resp["response"], resp.get("finish_reason") or "stop")
+        )
     settings = CorrectionSettings(
         strategy=cfg.strategy,
         max_rounds=cfg.max_rounds,

@@ -8,7 +8,11 @@ constraint that passed before now fails, so the chain of accepted answers improv
 and the final answer of a ``verified`` trajectory passes every constraint by construction.
 
 The whole trajectory is kept: the SFT target is the final verified answer, every earlier failing
-answer in the accepted chain is a DPO ``rejected`` beside it.
+answer in the accepted chain is a DPO ``rejected`` beside it. Each answer carries the finish reason
+of the text it came from (a program repair of an answer cut off by the token limit is still cut
+off), so a truncated answer never becomes a target.
+
+Strategy ``none`` only verifies (the Generation baseline: answers are used as written).
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from complexif.constraints.repair import REPAIRABLE_IDS, repair
-from complexif.constraints.verify import check_all, describe
+from complexif.constraints.verify import check_all
 from complexif.llm.base import LLM, ChatFailure, ChatRequest, GenerationParams
 from complexif.llm.prompts import PromptTemplate
 
 log = logging.getLogger(__name__)
 
-Strategy = Literal["program", "teacher", "program_then_teacher"]
+Strategy = Literal["none", "program", "teacher", "program_then_teacher"]
 
 
 @dataclass
@@ -39,6 +43,7 @@ class Attempt:
     accepted: bool
     model: str | None = None
     error: str | None = None  # a teacher call that failed for good (also in the failure ledger)
+    finish_reason: str = "stop"  # "length": the text (or the one it was repaired from) was cut off
 
 
 @dataclass
@@ -50,6 +55,8 @@ class Trajectory:
     prompt: str
     instruction_id_list: list[str]
     kwargs: list[dict[str, Any]]
+    # How the prompt words each constraint (the teacher is shown the same words).
+    descriptions: list[str] = field(default_factory=list)
     attempts: list[Attempt] = field(default_factory=list)
     # (constraint index, method) -> attempts used; a pair at its budget is not tried again.
     tried: dict[tuple[int, str], int] = field(default_factory=dict)
@@ -78,6 +85,7 @@ class Trajectory:
             "initial_pass": all(self.attempts[0].verdicts),
             "final_response": final.response,
             "final_verdicts": final.verdicts,
+            "final_finish_reason": final.finish_reason,
             "n_fixes": sum(1 for a in self.attempts if a.accepted and a.method != "initial"),
             "trajectory": [asdict(a) for a in self.attempts],
         }
@@ -112,33 +120,48 @@ def _next_move(traj: Trajectory, settings: CorrectionSettings) -> tuple[int, str
     return None
 
 
-def start_trajectory(record_id: str, instruction: dict[str, Any], response: str) -> Trajectory:
+def start_trajectory(
+    record_id: str, instruction: dict[str, Any], response: str, finish_reason: str = "stop"
+) -> Trajectory:
     traj = Trajectory(
         id=record_id,
         instruction_id=instruction["id"],
         prompt=instruction["prompt"],
         instruction_id_list=list(instruction["instruction_id_list"]),
         kwargs=[dict(k) for k in instruction["kwargs"]],
+        descriptions=list(instruction["descriptions"]),
     )
     verdicts = check_all(traj.instruction_id_list, traj.kwargs, response, prompt=traj.prompt)
-    traj.attempts.append(Attempt(0, "initial", None, None, response, verdicts, accepted=True))
+    traj.attempts.append(
+        Attempt(
+            0, "initial", None, None, response, verdicts, accepted=True, finish_reason=finish_reason
+        )
+    )
     return traj
 
 
-def _record(traj: Trajectory, method: str, idx: int, response: str, model: str | None) -> bool:
+def _record(
+    traj: Trajectory,
+    method: str,
+    idx: int,
+    response: str,
+    model: str | None,
+    finish_reason: str,
+) -> bool:
     verdicts = check_all(traj.instruction_id_list, traj.kwargs, response, prompt=traj.prompt)
     ok = _accept(traj.current.verdicts, verdicts, idx)
     traj.attempts.append(
         Attempt(
             len(traj.attempts),
-            method,
+            method,  # type: ignore[arg-type]
             traj.instruction_id_list[idx],
             idx,
             response,
             verdicts,
             ok,
             model,
-        )  # type: ignore[arg-type]
+            finish_reason=finish_reason,
+        )
     )
     return ok
 
@@ -146,7 +169,7 @@ def _record(traj: Trajectory, method: str, idx: int, response: str, model: str |
 def teacher_request(
     traj: Trajectory, idx: int, template: PromptTemplate, params: GenerationParams
 ) -> ChatRequest:
-    constraint = describe(traj.instruction_id_list[idx], traj.kwargs[idx], prompt=traj.prompt)
+    constraint = traj.descriptions[idx]
     content = template.render(
         instruction=traj.prompt, response=traj.current.response, constraint=constraint
     )
@@ -206,7 +229,9 @@ def correct_all(
                     break
                 cid = traj.instruction_id_list[idx]
                 fixed = repair(cid, traj.kwargs[idx], traj.current.response, prompt=traj.prompt)
-                ok = fixed is not None and _record(traj, "program", idx, fixed, "program")
+                ok = fixed is not None and _record(
+                    traj, "program", idx, fixed, "program", traj.current.finish_reason
+                )
                 stats["program_accepted" if ok else "program_rejected"] += 1
         if pending:
             if teacher is None:
@@ -222,7 +247,7 @@ def correct_all(
                     _record_failure(traj, idx, resp, teacher_llm.name)
                     stats["teacher_failed"] += 1
                 else:
-                    _record(traj, "teacher", idx, resp.text, resp.model)
+                    _record(traj, "teacher", idx, resp.text, resp.model, resp.finish_reason)
         stats["verified"] = sum(t.verified for t in trajectories)
         log.info("correction round %d: %s", rnd, stats)
         if on_round:

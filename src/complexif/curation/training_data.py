@@ -1,19 +1,27 @@
-"""Build SFT records and DPO pairs from correction trajectories (From Complex to Simple, last step).
+"""Build SFT records and DPO pairs from verified answers (From Complex to Simple, last step).
 
-SFT: the final, verified answer of every verified trajectory. DPO: that answer as ``chosen`` beside
-each earlier answer of its accepted chain that failed some constraint, as ``rejected``. Only
-verified trajectories contribute, so ``chosen`` always passes every constraint.
+Answers are grouped by instruction: the student may have sampled several, each with its own
+correction trajectory. SFT targets are finished answers that pass every constraint (the ones that
+passed as sampled first, then those needing the fewest fixes); an answer cut off by the token
+limit is never a target, not even after a repair. DPO pairs the best target, as ``chosen``, with
+failing answers as ``rejected``: first the student's original answer (the most on-policy
+contrast, always kept), then the other samples' failing originals, then the intermediate answers
+of the correction chains, latest first.
+
+With ``targets="all"`` (the Generation baseline) every finished answer is an SFT target as written;
+DPO pairs are built the same way in both modes.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
 from complexif.ids import content_id
 
 Curriculum = Literal["easy_to_hard", "shuffle", "none"]
+Targets = Literal["verified", "all"]
 
 
 def _order(
@@ -39,26 +47,68 @@ def _lineage(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _finished(c: dict[str, Any]) -> bool:
+    return c.get("final_finish_reason", "stop") != "length"
+
+
+def _by_instruction(corrections: Iterable[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in corrections:
+        groups.setdefault(c["instruction_id"], []).append(c)
+    return groups
+
+
+def _targets(group: list[dict[str, Any]], mode: Targets, k: int) -> list[dict[str, Any]]:
+    """Up to ``k`` corrections with distinct final answers to train on, best first."""
+    usable = [c for c in group if _finished(c) and (mode == "all" or c["status"] == "verified")]
+    usable.sort(key=lambda c: (c["n_fixes"], not c["initial_pass"], c["id"]))
+    out, seen = [], set()
+    for c in usable:
+        text = c["final_response"].strip()
+        if text and text not in seen:
+            seen.add(text)
+            out.append(c)
+        if len(out) == k:
+            break
+    return out
+
+
 def build_sft(
-    corrections: Sequence[dict[str, Any]], curriculum: Curriculum = "easy_to_hard", seed: int = 0
+    corrections: Sequence[dict[str, Any]],
+    curriculum: Curriculum = "easy_to_hard",
+    seed: int = 0,
+    targets: Targets = "verified",
+    max_targets_per_prompt: int = 1,
 ) -> list[dict[str, Any]]:
     out = []
-    for c in corrections:
-        if c["status"] != "verified":
-            continue
-        out.append(
-            {
-                "id": content_id(c["id"], c["final_response"], prefix="sft-"),
-                "prompt": c["prompt"],
-                "messages": [
-                    {"role": "user", "content": c["prompt"]},
-                    {"role": "assistant", "content": c["final_response"]},
-                ],
-                "n_fixes": c["n_fixes"],
-                **_lineage(c),
-            }
-        )
+    for group in _by_instruction(corrections).values():
+        for c in _targets(group, targets, max_targets_per_prompt):
+            out.append(
+                {
+                    "id": content_id(c["id"], c["final_response"], prefix="sft-"),
+                    "prompt": c["prompt"],
+                    "messages": [
+                        {"role": "user", "content": c["prompt"]},
+                        {"role": "assistant", "content": c["final_response"]},
+                    ],
+                    "finish_reason": c.get("final_finish_reason", "stop"),
+                    "n_fixes": c["n_fixes"],
+                    **_lineage(c),
+                }
+            )
     return _order(out, curriculum, seed)
+
+
+def _failing(c: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in c["trajectory"] if a["accepted"] and not all(a["verdicts"])]
+
+
+def _rejected_candidates(chosen: dict[str, Any], group: list[dict[str, Any]]) -> list[dict]:
+    """Failing answers for ``chosen``, in the order they are worth most as contrasts."""
+    others = sorted((c for c in group if c is not chosen), key=lambda c: c["id"])
+    originals = [f[0] for c in [chosen, *others] if (f := _failing(c)) and f[0]["step"] == 0]
+    later = [a for c in [chosen, *others] for a in reversed(_failing(c)) if a["step"] > 0]
+    return originals + later
 
 
 def build_dpo(
@@ -68,18 +118,16 @@ def build_dpo(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     out = []
-    for c in corrections:
-        if c["status"] != "verified":
+    for group in _by_instruction(corrections).values():
+        best = _targets(group, "verified", 1)
+        if not best:
             continue
+        c = best[0]
         chosen = c["final_response"]
-        # Latest failing answers first: they differ from `chosen` in the fewest constraints,
-        # which is the contrast the method wants the model to learn.
-        failing = [a for a in c["trajectory"] if a["accepted"] and not all(a["verdicts"])]
         seen: set[str] = set()
-        pairs = 0
-        for attempt in reversed(failing):
+        for attempt in _rejected_candidates(c, group):
             rejected = attempt["response"]
-            if rejected == chosen or rejected in seen:
+            if rejected.strip() == chosen.strip() or rejected in seen or not rejected.strip():
                 continue
             seen.add(rejected)
             out.append(
@@ -88,6 +136,7 @@ def build_dpo(
                     "prompt": [{"role": "user", "content": c["prompt"]}],
                     "chosen": [{"role": "assistant", "content": chosen}],
                     "rejected": [{"role": "assistant", "content": rejected}],
+                    "chosen_finish_reason": c.get("final_finish_reason", "stop"),
                     "rejected_step": attempt["step"],
                     "rejected_failed": [
                         cid
@@ -99,7 +148,6 @@ def build_dpo(
                     **_lineage(c),
                 }
             )
-            pairs += 1
-            if pairs >= max_pairs_per_prompt:
+            if len(seen) >= max_pairs_per_prompt:
                 break
     return _order(out, curriculum, seed)

@@ -28,14 +28,47 @@ def load_metrics(metrics_dir: str | Path, models: Sequence[str]) -> dict[str, di
     return out
 
 
+def _delta(value: float, ref: float | None) -> str:
+    return "" if ref is None else f" ({value - ref:+.1f})"
+
+
 def markdown_table(metrics: dict[str, dict]) -> str:
+    """Headline scores; every model after the first also shows its change from the first."""
     header = "| model | n | " + " | ".join(label for _, label in HEADLINE) + " |"
     sep = "|---|---:|" + "---:|" * len(HEADLINE)
     rows = [header, sep]
-    for model, m in metrics.items():
-        cells = " | ".join(f"{100 * m[key]:.1f}" for key, _ in HEADLINE)
+    first = next(iter(metrics.values()), None)
+    for i, (model, m) in enumerate(metrics.items()):
+        cells = " | ".join(
+            f"{100 * m[key]:.1f}" + _delta(100 * m[key], None if i == 0 else 100 * first[key])
+            for key, _ in HEADLINE
+        )
         rows.append(f"| {model} | {m.get('num_prompts', '')} | {cells} |")
     return "\n".join(rows) + "\n"
+
+
+def by_type_markdown(metrics: dict[str, dict]) -> str:
+    """Instruction-level strict accuracy per type, with each model's change from the first."""
+    models = list(metrics)
+    counts = _type_counts(metrics)
+    header = "| instruction type | n | " + " | ".join(models) + " |"
+    rows = [header, "|---|---:|" + "---:|" * len(models)]
+    for row in by_type_rows(metrics):
+        ref = row[models[0]] if models else ""
+        cells = []
+        for i, model in enumerate(models):
+            v = row[model]
+            cells.append(
+                "" if v == "" else f"{v:.1f}" + _delta(v, None if i == 0 or ref == "" else ref)
+            )
+        itype = row["instruction_type"]
+        rows.append(f"| {itype} | {counts.get(itype, '')} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
+
+
+def _type_counts(metrics: dict[str, dict]) -> dict[str, int]:
+    first = next(iter(metrics.values()), {})
+    return {t: v.get("count", "") for t, v in first.get("per_instruction", {}).items()}
 
 
 def by_type_rows(metrics: dict[str, dict]) -> list[dict]:
@@ -61,19 +94,37 @@ def plot_by_type(metrics: dict[str, dict], path: str | Path) -> None:
     types = sorted({t for m in metrics.values() for t in m.get("per_instruction", {})})
     models = list(metrics)
     width = 0.8 / max(len(models), 1)
-    fig, ax = plt.subplots(figsize=(max(8, 0.45 * len(types) + 2), 5.5))
+    # Top: accuracy per type; bottom: each later model's change from the first (the gain).
+    fig, (ax, dax) = plt.subplots(
+        2,
+        1,
+        figsize=(max(8, 0.45 * len(types) + 2), 8.5),
+        sharex=True,
+        gridspec_kw={"height_ratios": [3, 2]},
+    )
     x = np.arange(len(types))
-    for i, model in enumerate(models):
+
+    def values(model: str) -> np.ndarray:
         per = metrics[model].get("per_instruction", {})
-        vals = [100 * per[t]["strict"] if t in per else np.nan for t in types]
-        ax.bar(x + i * width - 0.4 + width / 2, vals, width, label=model)
-    ax.set_xticks(x)
-    ax.set_xticklabels(types, rotation=60, ha="right", fontsize=8)
+        return np.array([100 * per[t]["strict"] if t in per else np.nan for t in types])
+
+    for i, model in enumerate(models):
+        ax.bar(x + i * width - 0.4 + width / 2, values(model), width, label=model)
     ax.set_ylabel("instruction-level strict accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title("IFEval accuracy by instruction type")
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
+    later = models[1:]
+    dwidth = 0.8 / max(len(later), 1)
+    for i, model in enumerate(later):
+        delta = values(model) - values(models[0])
+        dax.bar(x + i * dwidth - 0.4 + dwidth / 2, delta, dwidth, label=model, color=f"C{i + 1}")
+    dax.axhline(0, color="black", linewidth=0.8)
+    dax.set_ylabel(f"change from {models[0]} (points)" if models else "change")
+    dax.grid(axis="y", alpha=0.3)
+    dax.set_xticks(x)
+    dax.set_xticklabels(types, rotation=60, ha="right", fontsize=8)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
@@ -89,7 +140,12 @@ def write_report(metrics: dict[str, dict], reports_dir: str | Path) -> dict[str,
         "csv": reports_dir / "ifeval_by_type.csv",
         "plot": reports_dir / "ifeval_by_type.png",
     }
-    write_text(paths["table"], markdown_table(metrics))
+    write_text(
+        paths["table"],
+        markdown_table(metrics)
+        + "\nInstruction-level strict accuracy by type (%; change from the first model):\n\n"
+        + by_type_markdown(metrics),
+    )
     write_csv(paths["csv"], by_type_rows(metrics))
     plot_by_type(metrics, paths["plot"])
     return paths

@@ -56,7 +56,7 @@ class LLMSession:
                 meter=self.meter,
                 ledger=self.ledger,
                 cache=self.cache,
-                chunk_size=cfg.generation.batch_size,
+                chunk_size=cfg.generation.resolved_chunk_size,
                 progress=self.params.llm.progress,
             )
         return self._clients[role]

@@ -115,7 +115,7 @@ def _prompt_len_words(df: pd.DataFrame) -> dict[str, list[Any]]:
 _CHAT_ROLES = frozenset({"system", "user", "assistant"})
 
 
-def _messages_ok(value: Any) -> bool:
+def messages_ok(value: Any) -> bool:
     messages = _as_list(value)
     if not messages:
         return False
@@ -132,7 +132,7 @@ def _messages_ok(value: Any) -> bool:
 def _sft_messages(df: pd.DataFrame) -> dict[str, list[Any]]:
     messages = _column(df, "messages")
     return {
-        "messages_valid": [_messages_ok(m) for m in messages],
+        "messages_valid": [messages_ok(m) for m in messages],
         "response_text": [_turn_text(m, "assistant") for m in messages],
     }
 
@@ -216,6 +216,16 @@ def _verify(df: pd.DataFrame, role: str) -> dict[str, list[Any]]:
     }
 
 
+def _artifacts(df: pd.DataFrame, role: str, finish_column: str) -> dict[str, list[Any]]:
+    """``<role>_artifacts``: comma-joined artifact kinds of the text ("" when clean)."""
+    from complexif.quality.artifacts import find_artifacts
+
+    out = []
+    for text, finish in zip(df[f"{role}_text"], _column(df, finish_column), strict=True):
+        out.append(", ".join(find_artifacts(text, finish)) if isinstance(text, str) else None)
+    return {f"{role}_artifacts": out}
+
+
 _PRODUCERS: tuple[_Producer, ...] = (
     # Order matters: a producer may only require outputs of producers listed before it.
     _Producer(("n_constraints",), (), _n_constraints),
@@ -242,6 +252,16 @@ _PRODUCERS: tuple[_Producer, ...] = (
         ("rejected_passes_all", "rejected_verify_error", "rejected_failed_ids"),
         ("rejected_text", "prompt_text"),
         lambda df: _verify(df, "rejected"),
+    ),
+    _Producer(
+        ("response_artifacts",),
+        ("response_text",),
+        lambda df: _artifacts(df, "response", "finish_reason"),
+    ),
+    _Producer(
+        ("chosen_artifacts",),
+        ("chosen_text",),
+        lambda df: _artifacts(df, "chosen", "chosen_finish_reason"),
     ),
 )
 

@@ -1,23 +1,38 @@
-"""Pieces shared by SFT and DPO: LoRA config, device flags, merge-and-save, loss history."""
+"""Pieces shared by SFT and DPO: LoRA or full fine-tuning, device flags, resumable checkpoints,
+merge-and-save, loss history."""
 
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from complexif.config import LoraConfig, TrainCommon
+from complexif.ids import content_id
 from complexif.llm.model_source import atomic_dir
-from complexif.llm.transformers_backend import resolve_device, resolve_precision
+from complexif.llm.transformers_backend import (
+    model_fingerprint,
+    resolve_device,
+    resolve_precision,
+)
 
 log = logging.getLogger(__name__)
 
 
-def peft_config(lora: LoraConfig):
+def peft_config(cfg: TrainCommon):
+    """The LoRA adapter to train, or None for a full fine-tune."""
     from peft import LoraConfig as PeftLoraConfig
 
+    if cfg.finetune == "full":
+        return None
+    lora: LoraConfig = cfg.lora
     return PeftLoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
@@ -36,7 +51,8 @@ def trainer_kwargs(
     bf16 = train_precision(cfg.precision, device) == "bfloat16"
     return {
         "output_dir": str(output_dir),
-        "max_steps": cfg.max_steps,
+        "max_steps": cfg.max_steps if cfg.max_steps is not None else -1,
+        "num_train_epochs": cfg.epochs,
         "learning_rate": cfg.learning_rate,
         "per_device_train_batch_size": cfg.per_device_train_batch_size,
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
@@ -47,7 +63,9 @@ def trainer_kwargs(
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "max_length": cfg.max_length,
-        "save_strategy": "no",
+        "save_strategy": "steps" if cfg.checkpoint_steps else "no",
+        "save_steps": cfg.checkpoint_steps or 500,
+        "save_total_limit": 1,
         "report_to": report_to,
         "use_cpu": not on_gpu,
         # Mixed precision: fp32 master weights, bf16 autocast for the products (on a CPU with
@@ -80,6 +98,51 @@ def load_policy(model_dir: str | Path, device: str, precision: str = "auto"):
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
     return model, tokenizer
+
+
+CHECKPOINT_ROOT = Path(".cache/complexif/checkpoints")
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+
+
+@contextmanager
+def work_dir(
+    stage: str, cfg: TrainCommon, records: Sequence[dict[str, Any]], model_dir: str | Path
+) -> Iterator[Path]:
+    """The trainer's output directory.
+
+    With ``checkpoint_steps`` it is kept under :data:`CHECKPOINT_ROOT` (outside DVC's outputs,
+    which DVC deletes before a stage runs), named by a hash of the stage, params, data and
+    starting weights, so only an interrupted run of exactly this training resumes from it; it is
+    removed once the model is saved. Without checkpoints it is a temporary directory.
+    """
+    if not cfg.checkpoint_steps:
+        with tempfile.TemporaryDirectory(prefix=f"{stage}-") as tmp:
+            yield Path(tmp)
+        return
+    key = content_id(
+        stage, cfg.model_dump(), [r.get("id") for r in records], model_fingerprint(model_dir)
+    )
+    path = CHECKPOINT_ROOT / f"{stage}-{key}"
+    path.mkdir(parents=True, exist_ok=True)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def fit(trainer, work: Path, tokenizer, out_dir: str | Path, n_rows: int, unit: str) -> TrainResult:
+    """Train (resuming from the last checkpoint in ``work`` if any), merge, save."""
+    resume = any(work.glob("checkpoint-*"))
+    if resume:
+        log.info("resuming from the last checkpoint in %s", work)
+    out = trainer.train(resume_from_checkpoint=True if resume else None)
+    merge_and_save(trainer, tokenizer, out_dir)
+    metrics = {k: float(v) for k, v in out.metrics.items() if isinstance(v, int | float)}
+    metrics[unit] = float(n_rows)
+    return TrainResult(metrics=metrics, history=loss_history(trainer))
 
 
 def merge_and_save(trainer, tokenizer, out_dir: str | Path) -> None:

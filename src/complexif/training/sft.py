@@ -1,31 +1,37 @@
-"""Supervised fine-tuning with TRL's SFTTrainer and a LoRA adapter, merged on save."""
+"""Supervised fine-tuning with TRL's SFTTrainer: LoRA (merged on save) or full fine-tuning."""
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from complexif.config import SFTTrainConfig
 from complexif.training.common import (
+    TrainResult,
+    fit,
     load_policy,
-    loss_history,
-    merge_and_save,
     peft_config,
     trainer_kwargs,
+    work_dir,
 )
 from complexif.training.data import sft_dataset
+from complexif.training.mixing import load_general, mix_general
 
 log = logging.getLogger(__name__)
 
+__all__ = ["TrainResult", "train_sft", "truncate_tokenized", "with_general_data"]
 
-@dataclass
-class TrainResult:
-    metrics: dict[str, float]
-    history: list[dict[str, float]]
+
+def with_general_data(records: Sequence[dict[str, Any]], cfg: SFTTrainConfig) -> list[dict]:
+    """The curated records with ``cfg.general_data`` mixed in (unchanged when no path is set)."""
+    g = cfg.general_data
+    if g.ratio == 0:
+        return list(records)
+    mixed = mix_general(records, load_general(g.path), g.ratio, g.seed)
+    log.info("SFT: %d curated + %d general rows", len(records), len(mixed) - len(records))
+    return mixed
 
 
 def train_sft(
@@ -37,7 +43,8 @@ def train_sft(
     curriculum: bool = True,
     report_to: Sequence[str] = (),
 ) -> TrainResult:
-    """Fine-tune ``base_dir`` on ``records`` and write the merged model to ``out_dir``.
+    """Fine-tune ``base_dir`` on ``records`` (plus any general data) and write the model to
+    ``out_dir``.
 
     With ``curriculum`` the records are consumed in the given (easy-to-hard) order instead of
     being shuffled.
@@ -46,10 +53,11 @@ def train_sft(
 
     if not records:
         raise ValueError("no SFT records to train on")
+    records = with_general_data(records, cfg)
     model, tokenizer = load_policy(base_dir, device, cfg.precision)
     dataset = sft_dataset(records)
-    with tempfile.TemporaryDirectory(prefix="sft-") as work:
-        kwargs = trainer_kwargs(cfg, device, Path(work), list(report_to))
+    with work_dir("sft", cfg, records, base_dir) as work:
+        kwargs = trainer_kwargs(cfg, device, work, list(report_to))
         if cfg.padding_free:
             # TRL refuses max_length with padding-free batches unless the data comes truncated:
             # it is truncated below, after TRL has tokenized it, exactly as TRL would.
@@ -66,16 +74,11 @@ def train_sft(
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
-            peft_config=peft_config(cfg.lora),
+            peft_config=peft_config(cfg),
         )
         if cfg.padding_free:
             trainer.train_dataset = truncate_tokenized(trainer.train_dataset, cfg.max_length)
-        out = trainer.train()
-        merge_and_save(trainer, tokenizer, out_dir)
-    history = loss_history(trainer)
-    metrics = {k: float(v) for k, v in out.metrics.items() if isinstance(v, int | float)}
-    metrics["n_examples"] = float(len(dataset))
-    return TrainResult(metrics=metrics, history=history)
+        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_examples")
 
 
 def truncate_tokenized(dataset, max_length: int):
