@@ -137,3 +137,55 @@ def test_fingerprint_changes_with_the_weights(tiny_model_dir, tmp_path):
     data[-1] ^= 1
     weights.write_bytes(bytes(data))
     assert model_fingerprint(copy) != model_fingerprint(tiny_model_dir)
+
+
+def test_a_kill_mid_chunk_keeps_every_answer_already_finished(
+    tiny_model_dir, tmp_path, monkeypatch
+):
+    """The client caches each answer the moment the continuous engine finishes it, so a run
+    killed halfway through a chunk only redoes the answers that were not finished."""
+    from complexif.engine.scheduler import ContinuousBatcher
+    from complexif.llm.accounting import UsageMeter
+    from complexif.llm.cache import ResponseCache
+    from complexif.llm.client import LLMClient
+    from complexif.llm.ledger import FailureLedger
+
+    def client(cache):
+        llm = TransformersLLM(tiny_model_dir, batch_size=5, device="cpu", name="tiny")
+        return LLMClient(
+            llm,
+            role="student",
+            meter=UsageMeter(),
+            ledger=FailureLedger("t"),
+            cache=cache,
+            chunk_size=5,
+            progress=False,
+        )
+
+    # Two short answers finish within a few steps; three long ones are still running.
+    requests = [
+        ChatRequest(
+            f"q{i}",
+            ({"role": "user", "content": f"Count to {i}."},),
+            GenerationParams(max_new_tokens=2 if i < 2 else 40),
+        )
+        for i in range(5)
+    ]
+    real_step = ContinuousBatcher.step
+    steps = []
+
+    def step_then_die(self):
+        steps.append(1)
+        if len(steps) == 10:
+            raise KeyboardInterrupt("killed")
+        return real_step(self)
+
+    path = tmp_path / "cache.sqlite"
+    monkeypatch.setattr(ContinuousBatcher, "step", step_then_die)
+    with ResponseCache(path) as cache, pytest.raises(KeyboardInterrupt):
+        client(cache).generate(requests)
+    monkeypatch.setattr(ContinuousBatcher, "step", real_step)
+    with ResponseCache(path) as cache:
+        c = client(cache)
+        assert len(c.generate(requests)) == 5
+        assert c.meter.role("student").cache_hits == 2  # the two finished before the kill

@@ -145,9 +145,13 @@ class ContinuousBatcher:
                 live.cancelled = True
 
     def run(
-        self, requests: Sequence[SeqRequest], on_progress: Callable[[int], None] | None = None
+        self,
+        requests: Sequence[SeqRequest],
+        on_progress: Callable[[int], None] | None = None,
+        on_result: Callable[[int, SeqResult], None] | None = None,
     ) -> list[SeqResult]:
-        """Generate for every request; results in request order.
+        """Generate for every request; results in request order. ``on_result(index, result)``
+        is called as each request finishes (to cache it at once, say).
 
         Prompts are admitted shortest first, so a prefill batch holds prompts of similar
         length; the order of admission does not change any answer.
@@ -158,6 +162,8 @@ class ContinuousBatcher:
         def keep(index: int) -> Callable[[SeqResult], None]:
             def done(result: SeqResult) -> None:
                 results[index] = result
+                if on_result is not None:
+                    on_result(index, result)
                 if on_progress is not None:
                     on_progress(1)
 

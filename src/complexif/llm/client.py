@@ -9,6 +9,7 @@ the budget is spent, comes back as a :class:`ChatFailure` and goes to the failur
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -199,13 +200,33 @@ class LLMClient:
                 for key, request in queue:
                     self._skip(key, request, on_result)
                 return
+            delivered: set[int] = set()
+
+            def stream(index: int, resp: ChatResponse, chunk=chunk, delivered=delivered) -> None:
+                # Cached the moment it is final: a kill mid-chunk loses only unfinished answers.
+                delivered.add(index)
+                on_result(chunk[index][0], resp)
+
+            requests = [r for _, r, _ in chunk]
             try:
-                responses = backend.generate([r for _, r, _ in chunk], progress=False)
+                if _streams(backend):
+                    responses = backend.generate(requests, progress=False, on_result=stream)
+                else:
+                    responses = backend.generate(requests, progress=False)
             finally:
                 for _, _, estimate in chunk:
                     self.meter.release(estimate)
-            for (key, _, _), resp in zip(chunk, responses, strict=True):
-                on_result(key, resp)
+            for i, ((key, _, _), resp) in enumerate(zip(chunk, responses, strict=True)):
+                if i not in delivered:
+                    on_result(key, resp)
+
+
+def _streams(backend: object) -> bool:
+    """Whether ``backend.generate`` reports each answer as it finishes (``on_result``)."""
+    try:
+        return "on_result" in inspect.signature(backend.generate).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
 
 
 def _chars(request: ChatRequest) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -115,8 +115,13 @@ class TransformersLLM:
         )
 
     def generate(
-        self, requests: Sequence[ChatRequest], progress: bool = True
+        self,
+        requests: Sequence[ChatRequest],
+        progress: bool = True,
+        on_result: Callable[[int, ChatResponse], None] | None = None,
     ) -> list[ChatResponse]:
+        """Answers in request order. ``on_result(index, response)`` is called once per request
+        as soon as its answer is final (the continuous engine: when that sequence finishes)."""
         if not requests:
             return []
         if any(r.params.n > 1 for r in requests):
@@ -126,10 +131,14 @@ class TransformersLLM:
             for req, group in zip(requests, groups, strict=True):
                 out.append(merge_samples(req, flat[pos : pos + len(group)]))
                 pos += len(group)
-            return out
-        if self.engine == "continuous":
-            return self._generate_continuous(requests, progress)
-        return self._generate_static(requests, progress)
+        elif self.engine == "continuous":
+            return self._generate_continuous(requests, progress, on_result)
+        else:
+            out = self._generate_static(requests, progress)
+        if on_result is not None:
+            for i, resp in enumerate(out):
+                on_result(i, resp)
+        return out
 
     # ------------------------------------------------------------------------------------
     # continuous engine
@@ -170,13 +179,22 @@ class TransformersLLM:
         )
 
     def _generate_continuous(
-        self, requests: Sequence[ChatRequest], progress: bool
+        self,
+        requests: Sequence[ChatRequest],
+        progress: bool,
+        on_result: Callable[[int, ChatResponse], None] | None = None,
     ) -> list[ChatResponse]:
         seqs = [self.seq_request(r) for r in requests]
+        stream = None
+        if on_result is not None:
+
+            def stream(index: int, result) -> None:
+                on_result(index, self.response(requests[index], result))
+
         with tqdm(
             total=len(requests), desc=f"generate[{self.name}]", unit="req", disable=not progress
         ) as bar:
-            results = self.batcher.run(seqs, on_progress=bar.update)
+            results = self.batcher.run(seqs, on_progress=bar.update, on_result=stream)
         return [self.response(r, res) for r, res in zip(requests, results, strict=True)]
 
     # ------------------------------------------------------------------------------------
