@@ -14,7 +14,9 @@ def main(params, run) -> None:
         records, failures = respond_all(
             llm.client("student", student), instructions, student.generation
         )
-        reconcile("respond", len(instructions), len(records), len(failures))
+        # One answer (or one ledgered failure) per instruction and sample.
+        expected = len(instructions) * student.generation.n
+        reconcile("respond", expected, len(records), len(failures))
         llm.check_failures(len(records))
         n_tokens = sum(r["completion_tokens"] for r in records)
         run.log_metrics(

@@ -97,3 +97,20 @@ def test_shipped_seeds_are_clean_against_ifeval_and_followbench(records: list[Se
     clean, removed = decontaminate(records, prompts)
     assert [(c.seed.id, c.benchmark, c.benchmark_id, c.matched_ngram) for c in removed] == []
     assert len(clean) == len(records)
+
+
+def test_shipped_general_chat_is_clean_against_the_benchmarks() -> None:
+    """data/general_chat.jsonl is mixed into SFT: neither its questions nor its answers may
+    overlap a benchmark prompt."""
+    rows = read_jsonl(ROOT / "data" / "general_chat.jsonl")
+    texts = [
+        SeedRecord(id=f"{r['id']}:{m['role']}", text=m["content"], source="jsonl:general_chat")
+        for r in rows
+        for m in r["messages"]
+    ]
+    prompts = load_benchmark_prompts(
+        ROOT / "data" / "benchmarks" / "ifeval" / "input_data.jsonl",
+        ROOT / "data" / "benchmarks" / "followbench",
+    )
+    clean, removed = decontaminate(texts, prompts)
+    assert [(c.seed.id, c.benchmark_id, c.matched_ngram) for c in removed] == []
