@@ -1,6 +1,11 @@
 """DVC stage: verify each response, fix failed constraints one at a time, re-verify every fix."""
 
-from complexif.curation.correct import correct_responses, fix_template, teacher_factory
+from complexif.curation.correct import (
+    correct_responses,
+    fix_template,
+    read_instructions,
+    teacher_factory,
+)
 from complexif.io import read_jsonl, write_jsonl
 from complexif.llm.ledger import reconcile
 from complexif.llm.session import llm_session
@@ -11,7 +16,7 @@ def main(params, run) -> None:
     responses = read_jsonl(params.paths.responses)
     with llm_session("correct", params, run) as llm:
         records, summary = correct_responses(
-            read_jsonl(params.paths.instructions),
+            read_instructions(params.paths.instructions),
             responses,
             params.correct,
             fix_template(params),

@@ -36,7 +36,11 @@ def test_presets_merge_keep_comments_and_validate(tmp_path):
     params = load_params(out)
     assert params.seeds.n == 6
     assert params.compose.k_distribution == {1: 0.3, 2: 0.4, 3: 0.3}  # replaced, not merged
-    assert params.train.sft.learning_rate == Params().train.sft.learning_rate  # untouched keys kept
+    # Untouched keys keep the params file's values.
+    assert (
+        params.train.sft.learning_rate
+        == load_params(REPO_ROOT / "params.yaml").train.sft.learning_rate
+    )
     full = load_params(
         apply_preset(
             REPO_ROOT / "presets/full.yaml", REPO_ROOT / "params.yaml", tmp_path / "f.yaml"

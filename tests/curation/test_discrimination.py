@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import pytest
@@ -147,3 +148,23 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
     (only,) = build_dpo(records, max_pairs_per_prompt=1)
     assert only["rejected_step"] == 0
     assert only["rejected"][0]["content"] == "Cats, Dogs, and Birds."
+
+
+def test_an_instruction_row_without_descriptions_is_named_by_file_line_and_field(tmp_path):
+    from complexif.curation.correct import read_instructions
+    from complexif.io import DataError
+
+    good = {
+        "id": "a",
+        "prompt": "p",
+        "instruction_id_list": ["detectable_format:title"],
+        "kwargs": [{}],
+        "descriptions": ["Give it a title."],
+    }
+    bad = {k: v for k, v in good.items() if k != "descriptions"} | {"id": "b"}
+    path = tmp_path / "instructions.jsonl"
+    path.write_text(json.dumps(good) + "\n" + json.dumps(bad) + "\n")
+    with pytest.raises(DataError, match=r"instructions.jsonl:2: missing field 'descriptions'"):
+        read_instructions(str(path))
+    path.write_text(json.dumps(good) + "\n")
+    assert read_instructions(str(path)) == [good]

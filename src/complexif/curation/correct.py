@@ -12,7 +12,7 @@ from complexif.curation.discrimination import (
     start_trajectory,
     summarize,
 )
-from complexif.io import DataError
+from complexif.io import DataError, iter_jsonl, require_fields
 from complexif.llm.base import LLM, ChatFailure, ChatRequest, ChatResponse, ChatResult
 from complexif.llm.client import LLMClient
 from complexif.llm.factory import generation_params
@@ -65,6 +65,26 @@ def teacher_factory(params: Params, session: LLMSession) -> Callable[[], LLM]:
         return client
 
     return make
+
+
+# What discrimination reads from an instruction row: the teacher sees the prompt's own wording
+# of each constraint (``descriptions``), so a row without it cannot be corrected faithfully.
+INSTRUCTION_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "prompt": str,
+    "instruction_id_list": list,
+    "kwargs": list,
+    "descriptions": list,
+}
+
+
+def read_instructions(path: str) -> list[dict[str, Any]]:
+    """Instruction rows, each checked for the fields correction needs (errors name file and line)."""
+    rows = []
+    for lineno, rec in iter_jsonl(path):
+        require_fields(path, lineno, rec, INSTRUCTION_FIELDS)
+        rows.append(rec)
+    return rows
 
 
 def correct_responses(
