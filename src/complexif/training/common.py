@@ -16,7 +16,7 @@ import torch
 
 from complexif.config import LoraConfig, TrainCommon
 from complexif.ids import content_id
-from complexif.llm.model_source import atomic_dir
+from complexif.llm.model_source import save_model_dir
 from complexif.llm.transformers_backend import (
     model_fingerprint,
     resolve_device,
@@ -153,9 +153,7 @@ def merge_and_save(trainer, tokenizer, out_dir: str | Path) -> None:
     model = model.to(torch.float32) if model.dtype != torch.float32 else model
     # Trainers switch the KV cache off for training; the saved model is for generation.
     model.config.use_cache = True
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    save_model_dir(model, tokenizer, out_dir)
 
 
 def loss_history(trainer) -> list[dict[str, float]]:
