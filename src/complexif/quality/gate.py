@@ -386,17 +386,39 @@ def _short(value: Any, limit: int = _MAX_VALUE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# What GX's result records about this particular run (when the batch was loaded, which run):
+# the report is a git-tracked DVC output, and these would change it on every run of equal data.
+_RUN_SPECIFIC_META = ("run_id", "validation_time")
+_RUN_SPECIFIC_BATCH_MARKERS = ("ge_load_time",)
+
+
+def _without_run_specifics(raw: Mapping[str, Any]) -> dict[str, Any]:
+    stable = dict(raw)
+    meta = dict(stable.get("meta") or {})
+    for key in _RUN_SPECIFIC_META:
+        meta.pop(key, None)
+    if isinstance(meta.get("batch_markers"), Mapping):
+        markers = dict(meta["batch_markers"])
+        for key in _RUN_SPECIFIC_BATCH_MARKERS:
+            markers.pop(key, None)
+        meta["batch_markers"] = markers
+    if "meta" in stable:
+        stable["meta"] = meta
+    return stable
+
+
 def _write_result(path: Path, result: GateResult, raw: Mapping[str, Any]) -> None:
+    # No duration: the report must not change between runs on equal data; the time goes to
+    # MLflow (runtime.gate_records logs gate.<suite>.seconds).
     payload = {
         "suite": result.suite,
         "artifact": result.artifact,
         "success": result.success,
         "n_rows": result.n_rows,
-        "duration_s": round(result.duration_s, 3),
         "parameters": result.parameters,
         "failures": [asdict(o) for o in result.failures],
         "warnings": [asdict(o) for o in result.warnings],
-        "validation_result": raw,
+        "validation_result": _without_run_specifics(raw),
     }
     with atomic_open(path) as fh:
         # default=str: row values may hold numpy scalars or other objects GX left unconverted.

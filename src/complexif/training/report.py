@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from complexif.io import write_csv, write_json
 from complexif.training.sft import TrainResult
 
 CURVE_KEYS = ("step", "loss", "grad_norm", "learning_rate", "rewards/margins", "rewards/accuracies")
+# The Trainer's speed figures (train_runtime, train_samples_per_second, ...) and memory deltas
+# measure the machine, not the model: they go to MLflow only, so the git-tracked metrics file
+# comes out byte-identical from every run of the same training.
+_MACHINE_SUFFIXES = ("_runtime", "_per_second")
+_MACHINE_INFIXES = ("_mem_",)
+
+
+def is_machine_metric(name: str) -> bool:
+    return name.endswith(_MACHINE_SUFFIXES) or any(part in name for part in _MACHINE_INFIXES)
+
+
+def tracked_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
+    """``metrics`` without the figures that change from run to run of the same training."""
+    return {k: v for k, v in metrics.items() if not is_machine_metric(k)}
 
 
 def log_training(run: Any, result: TrainResult, metrics_path: str, curve_path: str) -> None:
-    write_json(metrics_path, result.metrics)
+    write_json(metrics_path, tracked_metrics(result.metrics))
     curve = [{k: row[k] for k in CURVE_KEYS if k in row} for row in result.history]
     write_csv(curve_path, curve)
     run.log_metrics({f"final.{k}": v for k, v in result.metrics.items()})
