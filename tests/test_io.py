@@ -39,3 +39,35 @@ def test_outputs_get_normal_permissions_not_mkstemp_private_ones(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_stop_signal_inside_uninterrupted_is_held_to_the_end_of_the_block(tmp_path):
+    import signal
+
+    from complexif.io import uninterrupted
+    from complexif.runtime import StageStopped, stop_signals
+
+    steps = []
+    before = signal.getsignal(signal.SIGTERM)
+    with stop_signals("t"):
+        with pytest.raises(StageStopped, match="stopped by SIGTERM"):
+            with uninterrupted():
+                signal.raise_signal(signal.SIGTERM)  # its handler runs before this returns
+                steps.append("after the signal")
+            steps.append("after the block")
+    assert steps == ["after the signal"]
+    assert signal.getsignal(signal.SIGTERM) is before  # the stage's handler is gone again
+
+
+def test_stop_handlers_leave_an_ignored_signal_ignored():
+    import signal
+
+    from complexif.runtime import stop_signals
+
+    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as under nohup
+    try:
+        with stop_signals("t"):
+            assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, signal.SIG_IGN)
+    finally:
+        signal.signal(signal.SIGHUP, old)

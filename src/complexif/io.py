@@ -1,7 +1,8 @@
 """Atomic file output and validated JSONL input.
 
 Every artifact is written to a temp file in the target directory and renamed into place, so a crash
-never leaves half a file behind. JSONL readers name the file and line of any bad record.
+never leaves half a file behind, and a stop signal (see :func:`complexif.runtime.run_stage`) never
+leaves the temp file behind either. JSONL readers name the file and line of any bad record.
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,42 @@ def _default_file_mode() -> int:
     return 0o666 & ~umask
 
 
+# Signals that arrived inside an ``uninterrupted()`` block of the main thread, re-raised at its end.
+_held_signals: list[int] = []
+_uninterrupted_depth = 0
+
+
+@contextmanager
+def uninterrupted() -> Iterator[None]:
+    """Hold stop signals until the block ends (main thread; other threads never see them).
+
+    For the few steps that must not be cut in two, like creating a temp file and registering it
+    for removal. Only handlers that ask :func:`hold_signal` (``run_stage``'s) are held; a held
+    signal is raised again when the outermost block exits.
+    """
+    global _uninterrupted_depth
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _uninterrupted_depth += 1
+    try:
+        yield
+    finally:
+        _uninterrupted_depth -= 1
+        if _uninterrupted_depth == 0 and _held_signals:
+            signum = _held_signals.pop(0)
+            _held_signals.clear()
+            signal.raise_signal(signum)
+
+
+def hold_signal(signum: int) -> bool:
+    """For a signal handler: True if ``signum`` is held for the end of an ``uninterrupted()``."""
+    if _uninterrupted_depth == 0:
+        return False
+    _held_signals.append(signum)
+    return True
+
+
 @contextmanager
 def atomic_open(
     path: str | os.PathLike[str], mode: str = "w", encoding: str | None = "utf-8"
@@ -33,14 +72,20 @@ def atomic_open(
     """Open a temp file beside ``path``; rename it over ``path`` only if the block succeeds.
 
     Text is written with ``newline=""`` (no newline translation), so the bytes on disk are
-    exactly what was written on every platform.
+    exactly what was written on every platform. Whatever ends the block early (an error,
+    Ctrl-C, a stop signal) removes the temp file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    kwargs = {} if "b" in mode else {"encoding": encoding, "newline": ""}
+    tmp: str | None = None
     try:
-        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": ""}
-        with os.fdopen(fd, mode, **kwargs) as fh:
+        # A signal between creating the file and knowing its name would leak it; one held to
+        # the end of this block is raised inside the try, which removes the file.
+        with uninterrupted():
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            fh = os.fdopen(fd, mode, **kwargs)
+        with fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
@@ -48,10 +93,11 @@ def atomic_open(
         os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
         raise
 
 

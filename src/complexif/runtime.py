@@ -1,19 +1,80 @@
 """What every DVC stage entry point shares: params, logging, the MLflow run, the quality gate,
-and turning the errors a user can fix into a one-paragraph message instead of a traceback."""
+turning the errors a user can fix into a one-paragraph message instead of a traceback, and a
+clean stop on SIGTERM, SIGINT or SIGHUP."""
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from complexif.config import ConfigError, Params, load_params
-from complexif.io import DataError, write_jsonl
+from complexif.io import DataError, hold_signal, write_jsonl
 
 log = logging.getLogger("complexif.stage")
+
+STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
+
+
+class StageStopped(KeyboardInterrupt):
+    """A stop signal arrived. Raised in the main thread wherever it is (a blocking wait on
+    worker threads included), it unwinds the stage like Ctrl-C: every ``finally`` and
+    ``except BaseException`` runs, so temp files go, the response cache and checkpoints keep
+    what finished, and the MLflow run is marked KILLED."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        self.signal_name = signal.Signals(signum).name
+        super().__init__(f"stopped by {self.signal_name}")
+
+    @property
+    def exit_code(self) -> int:
+        # The shell's convention for "terminated by signal N".
+        return 128 + self.signum
+
+
+@contextmanager
+def stop_signals(name: str) -> Iterator[None]:
+    """While the block runs, SIGTERM/SIGINT/SIGHUP raise :class:`StageStopped` in the main thread.
+
+    A second stop signal while the first one's cleanup runs exits at once (the user insists;
+    nothing more is cleaned up). A signal the caller ignores (``nohup``, a background job's
+    SIGINT) stays ignored. Outside the main thread, handlers cannot be set: nothing changes.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    stopping = False
+
+    def handler(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if hold_signal(signum):
+            return  # raised again as soon as the step that must not be cut in two is done
+        if stopping:
+            sig = signal.Signals(signum).name
+            print(f"\n[{name}] {sig} again: exiting now, without cleanup", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(128 + signum)
+        stopping = True
+        raise StageStopped(signum)
+
+    previous = {}
+    for signum in STOP_SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def setup_logging() -> None:
@@ -40,15 +101,29 @@ def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence
 
     User-fixable failures (bad params, bad data, a failed quality gate, LLM calls that cannot
     succeed, the budget cap) exit with status 1 and a readable message; anything else is a bug
-    and keeps its traceback.
+    and keeps its traceback. A stop signal ends the stage cleanly (see :func:`stop_signals`)
+    with status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT) and one line.
     """
+    setup_logging()
+    with stop_signals(name):
+        try:
+            _run_stage(name, body, sections)
+        except StageStopped as exc:
+            print(
+                f"\n[{name}] stopped by {exc.signal_name}; no partial output was written, and "
+                "finished LLM answers and training checkpoints are kept (a rerun resumes)",
+                file=sys.stderr,
+            )
+            sys.exit(exc.exit_code)
+
+
+def _run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence[str]) -> None:
     from complexif.llm.accounting import BudgetExceeded
     from complexif.llm.base import FatalBackendError
     from complexif.llm.session import TooManyFailures
     from complexif.quality.gate import GateFailed
     from complexif.tracking import stage_run
 
-    setup_logging()
     try:
         params = load_params(os.environ.get("COMPLEXIF_PARAMS", "params.yaml"))
         logged = {s: params.model_dump(mode="json")[s] for s in sections}

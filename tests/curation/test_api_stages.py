@@ -8,8 +8,10 @@ the budget cap stops a stage cleanly. Call counts are taken at the server.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -85,7 +87,9 @@ def _workspace(tmp_path: Path, n: int, base_url: str, model: str, **overrides) -
 
 def _env(tracking: Path | None = None) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PYTHONPATH=str(REPO_ROOT), COMPLEXIF_MLFLOW="0")
+    # This checkout's code, whatever is installed.
+    env.update(PYTHONPATH=os.pathsep.join([str(REPO_ROOT / "src"), str(REPO_ROOT)]))
+    env.update(COMPLEXIF_MLFLOW="0")
     if tracking is not None:
         env.update(
             COMPLEXIF_MLFLOW="1",
@@ -179,43 +183,150 @@ def test_respond_and_correct_through_complexif_serve_on_a_real_model(
         assert n_faults >= 5
 
 
+class GatedResponder:
+    """Answers the instruction of "topic N" with ``answer for ins-N``; in the first phase it
+    answers the first ``open_for`` requests and holds every later one (until the first phase
+    ends), so a stage stopped meanwhile has had exactly those answers and is certainly not done.
+
+    ``asked[phase]`` lists the instruction of every request whose body the server fully read,
+    in arrival order: what the stage asked, whatever its connections did afterwards.
+    """
+
+    model = "echo"
+
+    def __init__(self, open_for: int) -> None:
+        self.open_for = open_for
+        self.phase = "first"
+        self.asked: dict[str, list[str]] = {"first": [], "second": []}
+
+    async def respond(self, request):
+        import asyncio
+        import re
+
+        from complexif.llm.base import ChatResponse
+
+        topic = int(re.search(r"topic (\d+)\.", request.messages[-1]["content"]).group(1))
+        ins_id = f"ins-{topic:03d}"
+        phase = self.phase
+        self.asked[phase].append(ins_id)
+        if phase == "first" and len(self.asked[phase]) > self.open_for:
+            while self.phase == "first":
+                await asyncio.sleep(0.01)
+        text = f"answer for {ins_id}"
+        return ChatResponse(request.id, text, self.model, "stop", 1, len(text.split()))
+
+
+def _stop_mid_stage(tmp_path: Path, responder: GatedResponder, url: str, n: int, signum: int):
+    """Run respond until the server holds one request per client worker, then send ``signum``.
+
+    Each worker sends its next request only after caching the previous answer, so once all of
+    them wait on a held request nothing else is in flight: the first phase is complete.
+    """
+    concurrency = 4
+    # A client timeout on a held request would be retried and blur the count: never here.
+    api = {"concurrency": concurrency, "timeout_s": 3600.0}
+    ws = _workspace(tmp_path, n, url, "echo", api=api)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.respond"],
+        cwd=ws,
+        env=_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 600  # a guard against a hang, not a measurement
+    while len(responder.asked["first"]) < responder.open_for + concurrency:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.monotonic() < deadline, "the stage never reached the held requests"
+        time.sleep(0.02)
+    os.kill(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=600)
+    responder.phase = "second"  # releases the held requests (their client is gone)
+    assert len(responder.asked["first"]) == responder.open_for + concurrency
+    return ws, proc.returncode, stderr
+
+
+def _cached_instructions(ws: Path) -> list[str]:
+    """The instruction of every answer in the response cache (answers name it)."""
+    with contextlib.closing(sqlite3.connect(ws / ".cache/complexif/llm.sqlite")) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        rows = db.execute("SELECT response FROM responses").fetchall()
+    return sorted(json.loads(blob)["text"].removeprefix("answer for ") for (blob,) in rows)
+
+
+def _rerun_asks_exactly_for_the_uncached(
+    tmp_path: Path, ws: Path, responder: GatedResponder, n: int
+) -> list[str]:
+    """Rerun respond; check it asked once for every uncached instruction and for nothing else."""
+    cached = _cached_instructions(ws)
+    first = responder.asked["first"]
+    answered_first = first[: responder.open_for]
+    assert len(set(first)) == len(first)  # the first run asked each instruction once
+    # Every cached answer is one the server gave; it had too few to finish the stage.
+    assert 0 < len(cached) <= len(answered_first)
+    assert set(cached) <= set(answered_first)
+
+    rerun = _stage(ws, "respond", tracking=tmp_path)
+    everything = [f"ins-{i:03d}" for i in range(n)]
+    # The client says how many answers came from the cache and how many calls it retried.
+    usage = re.search(r"respond/student: (\d+) calls, (\d+) cached, (\d+) retries", rerun.stderr)
+    assert usage is not None, rerun.stderr[-3000:]
+    calls, from_cache, retries = (int(g) for g in usage.groups())
+    assert from_cache == len(cached) and calls == n - len(cached)
+    second = responder.asked["second"]
+    # Only the unfinished requests were sent again, each once (plus any retry the client made).
+    assert set(second) == set(everything) - set(cached)
+    assert len(second) == calls + retries
+    responses = read_jsonl(ws / "data/responses.jsonl")
+    assert sorted(r["instruction_id"] for r in responses) == everything
+    assert len({r["id"] for r in responses}) == n
+    assert all(r["response"] == f"answer for {r['instruction_id']}" for r in responses)
+    return cached
+
+
 def test_kill_9_mid_stage_then_rerun_calls_only_for_unfinished_requests(tmp_path):
     n = 150
-    with serve_in_thread(build_app(FixedLatencyResponder(0.05), "echo")) as url:
-        ws = _workspace(tmp_path, n, url, "echo", api={"concurrency": 4})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "stages.respond"],
-            cwd=ws,
-            env=_env(),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 120
-        while server_stats(url)["completed"] < n // 3:
-            assert proc.poll() is None and time.monotonic() < deadline
-            time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-        first = server_stats(url)
-        assert first["requests"] < n  # really killed in the middle
+    responder = GatedResponder(open_for=n // 3)
+    with serve_in_thread(build_app(responder, "echo")) as url:
+        ws, returncode, _ = _stop_mid_stage(tmp_path, responder, url, n, signal.SIGKILL)
+        assert returncode == -signal.SIGKILL
         assert not (ws / "data/responses.jsonl").exists()  # no half-written output
-        with sqlite3.connect(ws / ".cache/complexif/llm.sqlite") as db:
-            cached = db.execute("SELECT COUNT(*) FROM responses").fetchone()[0]
-        assert 0 < cached <= first["completed"]
-        httpx.post(url.removesuffix("/v1") + "/stats/reset")
+        _rerun_asks_exactly_for_the_uncached(tmp_path, ws, responder, n)
+    # The killed stage could not end its MLflow run; the rerun's start marked it KILLED.
+    from mlflow.tracking import MlflowClient
 
-        _stage(ws, "respond")
-        second = server_stats(url)
-    # Only the requests without a cached answer were sent again, each once.
-    assert second["requests"] == n - cached
-    assert len(set(second["request_hashes"])) == second["requests"]
-    in_flight = set(first["request_hashes"]) & set(second["request_hashes"])
-    # Answered-but-uncached ones only; a request retried after a client timeout (a loaded
-    # machine) shows up twice in the first run's hashes, once in the set.
-    assert len(in_flight) == len(set(first["request_hashes"])) - cached
-    responses = read_jsonl(ws / "data/responses.jsonl")
-    assert sorted(r["instruction_id"] for r in responses) == [f"ins-{i:03d}" for i in range(n)]
-    assert len({r["id"] for r in responses}) == n
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments, "tags.mlflow.runName = 'respond'")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
+
+
+def test_sigterm_mid_stage_stops_cleanly_then_rerun_calls_only_for_unfinished_requests(
+    tmp_path,
+):
+    from mlflow.tracking import MlflowClient
+
+    n = 60
+    responder = GatedResponder(open_for=n // 3)
+    with serve_in_thread(build_app(responder, "echo")) as url:
+        # The stage's main thread is blocked waiting on the client's event loop thread, whose
+        # requests the server holds forever: only the signal can end it.
+        ws, returncode, stderr = _stop_mid_stage(tmp_path, responder, url, n, signal.SIGTERM)
+        assert returncode == 128 + signal.SIGTERM, stderr[-3000:]
+        for noise in ("Traceback", "Exception ignored", "Task was destroyed", "Error"):
+            assert noise not in stderr, stderr[-3000:]
+        assert "[respond] stopped by SIGTERM; no partial output was written" in stderr
+        assert sorted(str(p.relative_to(ws)) for p in ws.rglob("*.tmp")) == []
+        assert not (ws / "data/responses.jsonl").exists()
+        assert read_jsonl(ws / "data/ledger/respond.jsonl") == []  # nothing failed
+        client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        (stopped,) = client.search_runs(experiments, "tags.mlflow.runName = 'respond'")
+        assert stopped.info.status == "KILLED"
+
+        _rerun_asks_exactly_for_the_uncached(tmp_path, ws, responder, n)
+    runs = client.search_runs(experiments, "tags.mlflow.runName = 'respond'")
+    assert sorted(r.info.status for r in runs) == ["FINISHED", "KILLED"]
 
 
 def test_budget_cap_stops_the_stage_cleanly_and_a_rerun_continues(tmp_path):

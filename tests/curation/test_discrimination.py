@@ -100,7 +100,10 @@ def test_teacher_requests_are_batched_per_round_and_accepted_when_they_verify():
     assert rounds[0][1]["teacher_requests"] == 2
     assert trajs[0].verified and not trajs[1].verified
     stats = summarize(trajs)
-    assert stats["verified"] == 1 and stats["unresolved"] == 1
+    # "unresolved" is n - verified, so it says nothing once "verified" is checked; what can go
+    # wrong is counting an answer as passing from the start when only its fix passes.
+    assert stats["verified"] == 1 and stats["initial_all_pass"] == 0
+    assert [t.to_record()["status"] for t in trajs] == ["verified", "unresolved"]
     assert stats["teacher_accepted"] == 1 and stats["teacher_rejected"] == 1
 
 

@@ -4,10 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
 from mlflow.tracking import MlflowClient
 
 from complexif.tracking import ENV_PARENT_RUN_ID
 from complexif.tracking.pipeline import pipeline_run
+from complexif.tracking.run import TAG_PID
 
 CHILD = "from complexif.tracking import stage_run\nwith stage_run('child_stage', {'a': 1}): pass\n"
 
@@ -47,3 +49,16 @@ def test_disabled_tracking_yields_an_inert_run(tmp_path, monkeypatch):
         assert parent.run_id is None
         parent.log_metrics({"x": 1.0})
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_an_interrupted_pipeline_is_marked_killed_and_names_its_process(tmp_path, monkeypatch):
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("COMPLEXIF_MLFLOW", raising=False)
+    with pytest.raises(KeyboardInterrupt):
+        with pipeline_run(tmp_path, name="p") as parent:
+            raise KeyboardInterrupt
+    run = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(parent.run_id)
+    assert run.info.status == "KILLED"
+    # What the next stage start needs to mark it KILLED had the process been killed outright.
+    assert run.data.tags[TAG_PID] == str(os.getpid())

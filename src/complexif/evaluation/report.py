@@ -6,7 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from complexif.io import write_csv, write_text
+from complexif.io import atomic_open, write_csv, write_text
 
 HEADLINE = (
     ("prompt_level_strict_acc", "prompt strict"),
@@ -126,11 +126,11 @@ def plot_by_type(metrics: dict[str, dict], path: str | Path) -> None:
     dax.set_xticks(x)
     dax.set_xticklabels(types, rotation=60, ha="right", fontsize=8)
     fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_open(path, "wb") as fh:
+            fig.savefig(fh, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 def write_report(metrics: dict[str, dict], reports_dir: str | Path) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from complexif.tracking.run import (
     _get_or_create_experiment,
     flatten_metrics,
     git_tags,
+    process_tags,
     tracking_enabled,
     tracking_uri,
 )
@@ -60,7 +61,12 @@ def pipeline_run(
         experiment_id = _get_or_create_experiment(
             client, os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
         )
-        run_tags = {"complexif.kind": "pipeline", **git_tags(root), **(tags or {})}
+        run_tags = {
+            "complexif.kind": "pipeline",
+            **process_tags(),
+            **git_tags(root),
+            **(tags or {}),
+        }
     run = client.create_run(
         experiment_id, run_name=name, tags={k: str(v) for k, v in run_tags.items()}
     )
@@ -70,8 +76,8 @@ def pipeline_run(
     status = "FINISHED"
     try:
         yield handle
-    except BaseException:
-        status = "FAILED"
+    except BaseException as exc:
+        status = "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED"
         raise
     finally:
         if previous is None:

@@ -14,6 +14,11 @@ Environment:
   COMPLEXIF_PARENT_RUN_ID   run id of the orchestrating flow's run; stage runs nest under it
   COMPLEXIF_MLFLOW          ``0``/``false``/``off``/``no`` disables tracking (no-op run object)
 
+A run ends FINISHED, FAILED (an exception, a non-zero exit) or KILLED (Ctrl-C, a stop signal).
+A process killed outright (``kill -9``, out of memory, power loss) cannot end its run; every run
+records which process owns it, and the next stage start on the same machine marks RUNNING runs
+whose process is gone as KILLED (see :func:`reap_dead_runs`).
+
 mlflow is imported lazily so disabled runs (and importing this module) stay cheap.
 """
 
@@ -24,6 +29,7 @@ import json
 import logging
 import math
 import os
+import socket
 import subprocess
 import time
 import warnings
@@ -34,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import complexif
+from complexif.io import uninterrupted
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -57,6 +64,12 @@ TAG_DVC_STAGE = "dvc_stage"
 TAG_PARAMS_DIGEST = "params_digest"
 TAG_VERSION = "complexif.version"
 TAG_ERROR = "error"
+# Which process owns a run: the host name, the pid, and where /proc has them (Linux) the boot,
+# the pid namespace and the process's start time, so a reused pid or a pid seen from another
+# container is never taken for the run's process.
+TAG_HOST = "complexif.host"
+TAG_PID = "complexif.pid"
+TAG_PROCESS = "complexif.process"
 
 # MLflow's own limits (mlflow.utils.validation); fallbacks in case a release moves them.
 _PARAM_VALUE_LIMIT = 6000
@@ -170,6 +183,110 @@ def git_tags(cwd: Path | None = None) -> dict[str, str]:
     if status is not None:
         tags[TAG_GIT_DIRTY] = str(bool(status)).lower()
     return tags
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read().strip()
+    except OSError:
+        return None
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (clock ticks after boot, from /proc); None if it is gone or a
+    zombie (dead, not yet waited for), or where /proc does not exist."""
+    stat = _read(f"/proc/{pid}/stat")
+    if stat is None:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its end.
+    fields = stat[stat.rfind(")") + 2 :].split()
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
+def _machine() -> str:
+    """This machine and pid namespace: pids can only be compared between equal ones."""
+    boot = _read("/proc/sys/kernel/random/boot_id") or "-"
+    try:
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        pidns = "-"
+    return f"{socket.gethostname()}|{boot}|{pidns}"
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the current process as a run's owner (read back by :func:`reap_dead_runs`)."""
+    pid = os.getpid()
+    return {
+        TAG_HOST: socket.gethostname(),
+        TAG_PID: str(pid),
+        TAG_PROCESS: f"{_machine()}|{pid}|{_start_time(pid) or '-'}",
+    }
+
+
+def _owner_gone(tags: Mapping[str, str], machine: str) -> bool:
+    """True only when the run's process is provably gone; any doubt leaves the run alone."""
+    owner = tags.get(TAG_PROCESS, "")
+    head, _, rest = owner.rpartition("|")  # rest: the start time
+    owner_machine, _, pid_text = head.rpartition("|")
+    if owner_machine != machine or not pid_text.isdigit():
+        return False  # another machine or container: its pids mean nothing here
+    pid = int(pid_text)
+    if rest != "-" and os.path.isdir("/proc"):
+        # The start time tells a reused pid from the run's own process.
+        return _start_time(pid) != rest
+    # No start time to compare: a live pid may be a reuse, so only a free pid proves death
+    # (a reused one leaves the dead run RUNNING, never a live one KILLED).
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def reap_dead_runs(client: MlflowClient, experiment_id: str, reaper: str) -> list[str]:
+    """Mark KILLED every RUNNING run of the experiment whose process on this machine is gone
+    (killed with SIGKILL, out of memory, the machine rebooted); returns their run ids.
+
+    Runs from other machines or containers, and runs whose process cannot be proved gone, are
+    left alone. Never fails the caller: a tracking error here is only logged.
+    """
+    from mlflow.entities import RunStatus
+
+    machine = _machine()
+    reaped: list[str] = []
+    try:
+        runs = client.search_runs(
+            [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
+        )
+        for stale in runs:
+            if stale.data.tags.get(TAG_HOST) != socket.gethostname():
+                continue
+            if not _owner_gone(stale.data.tags, machine):
+                continue
+            run_id = stale.info.run_id
+            pid = stale.data.tags.get(TAG_PID, "?")
+            client.set_tag(
+                run_id,
+                TAG_ERROR,
+                f"process {pid} ended without ending this run (killed with SIGKILL, out of "
+                f"memory, or a reboot); marked KILLED when {reaper} started",
+            )
+            client.set_terminated(run_id, status=RunStatus.to_string(RunStatus.KILLED))
+            logger.warning(
+                "MLflow run %s (%s) was left RUNNING by process %s, which is gone: marked KILLED",
+                run_id,
+                stale.info.run_name,
+                pid,
+            )
+            reaped.append(run_id)
+    except Exception:
+        logger.warning("could not check for runs left RUNNING by killed stages", exc_info=True)
+    return reaped
 
 
 def _quiet_mlflow() -> None:
@@ -362,11 +479,13 @@ def stage_run(
     active = mlflow.active_run()
     active_id = active.info.run_id if active is not None else None
     parent = _resolve_parent(client, active_id)
+    reap_dead_runs(client, experiment_id, f"stage {stage}")
 
     run_tags = {
         TAG_DVC_STAGE: stage,
         TAG_PARAMS_DIGEST: params_digest(params),
         TAG_VERSION: complexif.__version__,
+        **process_tags(),
         **git_tags(),
         **{str(k): str(v) for k, v in (tags or {}).items()},
     }
@@ -377,23 +496,27 @@ def stage_run(
         logger.warning(
             "ignoring MLFLOW_RUN_ID=%s; use %s to nest stage runs", stray_run_id, ENV_PARENT_RUN_ID
         )
-    try:
-        run = mlflow.start_run(
-            experiment_id=experiment_id,
-            run_name=stage,
-            nested=active is not None,
-            parent_run_id=parent,
-            tags={k: _truncate(v, _TAG_VALUE_LIMIT) for k, v in run_tags.items()},
-            log_system_metrics=False,
-        )
-    finally:
-        if stray_run_id:
-            os.environ["MLFLOW_RUN_ID"] = stray_run_id
-    handle = StageRun(
-        stage=stage, run_id=run.info.run_id, experiment_id=experiment_id, _client=client
-    )
     status = RunStatus.to_string(RunStatus.FINISHED)
+    handle = StageRun(stage=stage, experiment_id=experiment_id)
     try:
+        # Held to the end of this block, a stop signal arrives with the run already in hand
+        # (and is raised inside the try, which ends the run KILLED).
+        with uninterrupted():
+            try:
+                run = mlflow.start_run(
+                    experiment_id=experiment_id,
+                    run_name=stage,
+                    nested=active is not None,
+                    parent_run_id=parent,
+                    tags={k: _truncate(v, _TAG_VALUE_LIMIT) for k, v in run_tags.items()},
+                    log_system_metrics=False,
+                )
+            finally:
+                if stray_run_id:
+                    os.environ["MLFLOW_RUN_ID"] = stray_run_id
+            handle = StageRun(
+                stage=stage, run_id=run.info.run_id, experiment_id=experiment_id, _client=client
+            )
         handle.log_params(params)
         yield handle
     except SystemExit as exc:
@@ -408,7 +531,10 @@ def stage_run(
         )
         raise
     finally:
-        _end_run(client, handle.run_id, active_id, status)
+        if handle.run_id is not None:
+            # Ending the run is a write or two: a stop signal must not leave it half done.
+            with uninterrupted():
+                _end_run(client, handle.run_id, active_id, status)
 
 
 def _record_failure(handle: StageRun, exc: BaseException, status: str) -> str:

@@ -3,6 +3,7 @@ merge-and-save, loss history."""
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
@@ -133,8 +134,25 @@ def work_dir(
     shutil.rmtree(path, ignore_errors=True)
 
 
+def drop_partial_checkpoints(work: Path) -> None:
+    """Remove checkpoints cut off while being saved (a stop signal, a kill, a full disk).
+
+    The trainer writes a checkpoint in place and its ``trainer_state.json`` last; resuming from
+    one without a readable state would restart the step count on half-saved weights, or fail.
+    """
+    for ckpt in sorted(work.glob("checkpoint-*")):
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
+            continue
+        except (OSError, ValueError):
+            pass
+        log.warning("removing %s: it was cut off while being saved", ckpt)
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
 def fit(trainer, work: Path, tokenizer, out_dir: str | Path, n_rows: int, unit: str) -> TrainResult:
-    """Train (resuming from the last checkpoint in ``work`` if any), merge, save."""
+    """Train (resuming from the last whole checkpoint in ``work`` if any), merge, save."""
+    drop_partial_checkpoints(work)
     resume = any(work.glob("checkpoint-*"))
     if resume:
         log.info("resuming from the last checkpoint in %s", work)
