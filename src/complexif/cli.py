@@ -340,8 +340,11 @@ def _cache_stats(args: argparse.Namespace) -> int:
 
     print(f"{stats['path']}: {stats['entries']} answers, {stats['bytes'] / 1e6:.1f} MB")
     for model, row in stats["models"].items():  # type: ignore[union-attr]
+        # Rows from before the cache recorded its writers belong to no run on record.
+        runs = f" by {row['runs']} recorded runs" if row["runs"] else ""
         print(
-            f"  {model}: {row['entries']} answers, {when(row['oldest'])} .. {when(row['newest'])}"
+            f"  {model}: {row['entries']} answers{runs}, "
+            f"{when(row['oldest'])} .. {when(row['newest'])}"
         )
     return EXIT_OK
 
