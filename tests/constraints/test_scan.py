@@ -1,7 +1,8 @@
 """The linear scans give the official regexes' answers, and stay linear on degenerate text.
 
-Equivalence is checked against the official expressions themselves, on hand-picked edge cases
-and on many random strings over the characters the expressions care about. Boundedness is
+Equivalence is checked against the official expressions themselves (and the program repairs'
+line patterns against their former lazy versions), on hand-picked edge cases and on many random
+strings over the characters the expressions care about. Boundedness is
 checked on 2 MB of each expression's worst case in a subprocess under a 120 s limit: the scans
 take well under a second there, the official regexes from minutes (titles) to hours
 (placeholders), so the limit only tells "seconds" from "hours", whatever the machine's load.
@@ -120,6 +121,60 @@ def test_checker_verdicts_are_the_official_ones(text: str) -> None:
     assert _follows("detectable_content:postscript", {"postscript_marker": "P.S."}, text) == ps
 
 
+# The program repairs' line patterns as they were, with a lazy group before a trailing class.
+OLD_TITLE_LINE = re.compile(
+    r"^[ \t]*(?:#{1,6}[ \t]+(?P<h>.+?)[ \t#]*|\*\*(?P<b>[^*\n]+)\*\*[ \t]*|"
+    r"[Tt]itle:[ \t]*(?P<t>.+?)[ \t]*)$"
+)
+OLD_LINE_PREFIX = re.compile(r"^(?P<prefix>\s*(?:#{1,6}\s+|\d+[.)]\s+|-\s+)?)(?P<body>.*?)\s*$")
+LINES = st.text(alphabet=" \t\u00a0#*Ttile:ab1.)-\n", max_size=40)
+
+
+def _groups(pattern: re.Pattern[str], line: str) -> tuple | None:
+    m = pattern.match(line)
+    return None if m is None else (m.span(), m.groupdict())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(LINES)
+def test_repair_line_patterns_capture_what_the_lazy_ones_did(line: str) -> None:
+    from complexif.constraints import repair
+
+    assert _groups(repair._TITLE_LINE, line) == _groups(OLD_TITLE_LINE, line)
+    assert _groups(repair._LINE_PREFIX, line) == _groups(OLD_LINE_PREFIX, line)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "#",
+        "# ",
+        "#  ",
+        "#   #",
+        "# x",
+        "## x ##",
+        "####### x",
+        "# a # b #",
+        "**b**",
+        "** b **",
+        "Title:",
+        "Title: ",
+        "Title:  ",
+        "title: x  ",
+        "  # x\t#",
+        "1. x  ",
+        "- ",
+        "-  x ",
+        " \u00a0",
+    ],
+)
+def test_repair_line_pattern_edge_cases(line: str) -> None:
+    from complexif.constraints import repair
+
+    assert _groups(repair._TITLE_LINE, line) == _groups(OLD_TITLE_LINE, line)
+    assert _groups(repair._LINE_PREFIX, line) == _groups(OLD_LINE_PREFIX, line)
+
+
 def test_a_marker_the_official_pattern_cannot_compile_is_rejected() -> None:
     from complexif.constraints.errors import InstructionArgumentError
 
@@ -147,6 +202,11 @@ def test_degenerate_megabytes_are_checked_in_seconds_not_hours(tmp_path) -> None
         for iid, kwargs, text in cases:
             # Blank text never reaches a checker: each case has a word in it.
             print(iid, repr(text[:3]), check(iid, kwargs, text), flush=True)
+        # The program repairs' line patterns, on one long line each.
+        from complexif.constraints import repair
+
+        print("title line", bool(repair._TITLE_LINE.match("# a" + " #" * (n // 2) + "x")))
+        print("line prefix", bool(repair._LINE_PREFIX.match("a" + " " * n + "b")))
         """
     )
     progress = tmp_path / "progress.txt"
@@ -173,4 +233,6 @@ def test_degenerate_megabytes_are_checked_in_seconds_not_hours(tmp_path) -> None
         "detectable_format:title '<<>' False",
         "detectable_content:postscript 'x  ' False",
         "detectable_content:postscript 'x  ' False",
+        "title line True",
+        "line prefix True",
     ]
