@@ -63,8 +63,26 @@ def _ifeval_score(args: argparse.Namespace) -> int:
     result = ifeval.score(inputs, responses, missing=args.missing)
     paths = ifeval.write_results(result, args.output_dir)
     sys.stdout.write(_format_metrics(result.metrics))
+    counts = result.coverage
+    print(f"responses: {counts}")
+    if counts is not None and counts.missing:
+        print(f"note: {counts.missing} prompts had no response and were scored as empty")
+    if counts is not None and counts.extra:
+        print(f"note: {counts.extra} responses are for no prompt of {args.input_data}: ignored")
     print(f"wrote {paths['strict']}, {paths['loose']} and {paths['metrics']}")
     return EXIT_OK
+
+
+def _read_text(path: Path) -> str:
+    """A UTF-8 text file; anything else is a one-line error naming the file and line."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def _ifeval_check(args: argparse.Namespace) -> int:
@@ -80,7 +98,7 @@ def _ifeval_check(args: argparse.Namespace) -> int:
         raise ConstraintError("--kwargs must be a JSON object")
     response = args.response
     if args.response_file is not None:
-        response = Path(args.response_file).read_text(encoding="utf-8")
+        response = _read_text(Path(args.response_file))
     if response is None:
         raise ConstraintError("give --response or --response-file")
     ok = verify.check(args.instruction_id, kwargs, response, prompt=args.prompt, loose=args.loose)
@@ -322,8 +340,11 @@ def _cache_stats(args: argparse.Namespace) -> int:
 
     print(f"{stats['path']}: {stats['entries']} answers, {stats['bytes'] / 1e6:.1f} MB")
     for model, row in stats["models"].items():  # type: ignore[union-attr]
+        # Rows from before the cache recorded its writers belong to no run on record.
+        runs = f" by {row['runs']} recorded runs" if row["runs"] else ""
         print(
-            f"  {model}: {row['entries']} answers, {when(row['oldest'])} .. {when(row['newest'])}"
+            f"  {model}: {row['entries']} answers{runs}, "
+            f"{when(row['oldest'])} .. {when(row['newest'])}"
         )
     return EXIT_OK
 

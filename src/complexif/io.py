@@ -130,13 +130,27 @@ def parse_json_line(path: str | os.PathLike[str], lineno: int, line: str) -> Any
         raise DataError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from exc
 
 
+def _require_utf8(path: Path, lineno: int, line: str) -> None:
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        byte = ord(line[exc.start]) - 0xDC00  # surrogateescape's code for an undecodable byte
+        raise DataError(
+            f"{path}:{lineno}: not UTF-8 text (byte 0x{byte:02x} at column {exc.start + 1})"
+        ) from None
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield ``(line_number, record)``; blank lines are skipped, bad JSON is a DataError."""
+    """Yield ``(line_number, record)``; blank lines are skipped, bad JSON or UTF-8 a DataError."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
+    # surrogateescape: a byte that is not UTF-8 becomes a lone surrogate we can point at, line
+    # by line (strict decoding fails a whole buffered chunk, with no line number).
+    with path.open(encoding="utf-8", errors="surrogateescape") as fh:
         for lineno, line in enumerate(fh, start=1):
+            if not line.isascii():
+                _require_utf8(path, lineno, line)
             if not line.strip():
                 continue
             rec = parse_json_line(path, lineno, line)

@@ -83,3 +83,70 @@ def test_group_without_command_shows_help(capsys) -> None:
     assert "score" in capsys.readouterr().out
     assert main([]) == 2
     assert "ifeval" in capsys.readouterr().out
+
+
+def test_score_reports_matched_missing_and_extra(tmp_path: Path, capsys) -> None:
+    lines = (FIX / "mini_responses.jsonl").read_text().splitlines()
+    stray = json.dumps({"prompt": "a prompt of another benchmark", "response": "hi"})
+    responses = tmp_path / "responses.jsonl"
+    responses.write_text("\n".join([*lines[1:], stray]) + "\n")
+    out = tmp_path / "o"
+    rc = main(
+        ["ifeval", "score", *ARGS, str(responses), "--output-dir", str(out), "--missing", "empty"]
+    )
+    assert rc == 0
+    printed = capsys.readouterr().out
+    assert "responses: 5 matched, 1 missing, 1 extra" in printed
+    assert "1 prompts had no response and were scored as empty" in printed
+    assert "1 responses are for no prompt of" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["responses"] == {"matched": 5, "missing": 1, "extra": 1}
+    assert metrics["num_prompts"] == 6
+
+    # Without --missing empty the error says how far off the file is.
+    assert main(["ifeval", "score", *ARGS, str(responses), "--output-dir", str(out)]) == 2
+    assert "(responses: 5 matched, 1 missing, 1 extra;" in _error(capsys)
+
+
+def test_responses_matching_no_prompt_fail_even_with_missing_empty(tmp_path: Path, capsys) -> None:
+    responses = tmp_path / "other.jsonl"
+    responses.write_text(
+        "".join(json.dumps({"prompt": f"other {i}", "response": "x"}) + "\n" for i in range(3))
+    )
+    out = tmp_path / "o"
+    argv = ["ifeval", "score", *ARGS, str(responses), "--output-dir", str(out)]
+    for extra in ([], ["--missing", "empty"]):
+        assert main([*argv, *extra]) == 2
+        err = _error(capsys)
+        assert "none of the 3 responses is for one of the 6 prompts" in err
+        assert "(0 matched, 6 missing, 3 extra)" in err
+        assert len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_non_utf8_input_is_a_one_line_error_naming_file_and_line(tmp_path: Path, capsys) -> None:
+    good = (FIX / "mini_responses.jsonl").read_bytes().splitlines(keepends=True)
+    responses = tmp_path / "latin1.jsonl"
+    # Line 3 in Latin-1: "café" with a bare 0xe9 byte.
+    responses.write_bytes(b"".join(good[:2]) + b'{"prompt": "caf\xe9", "response": "x"}\n')
+    out = str(tmp_path / "o")
+    assert main(["ifeval", "score", *ARGS, str(responses), "--output-dir", out]) == 2
+    err = _error(capsys)
+    assert f"{responses}:3: not UTF-8 text (byte 0xe9 at column 16)" in err
+    assert len(err.strip().splitlines()) == 1
+
+    inputs = tmp_path / "input.jsonl"
+    inputs.write_bytes(
+        b"\n" + (FIX / "mini_input.jsonl").read_bytes().replace(b"Write", b"\xff", 1)
+    )
+    argv = ["ifeval", "score", "--input-data", str(inputs), "--responses"]
+    assert main([*argv, str(FIX / "mini_responses.jsonl"), "--output-dir", out]) == 2
+    assert f"{inputs}:2: not UTF-8 text (byte 0xff" in _error(capsys)
+
+    response_file = tmp_path / "response.txt"
+    response_file.write_bytes(b"first line\nsecond \x80 line\n")
+    check = ["ifeval", "check", "--instruction-id", "punctuation:no_comma"]
+    assert main([*check, "--response-file", str(response_file)]) == 2
+    err = _error(capsys)
+    assert f"{response_file}:2: not UTF-8 text (byte 0x80" in err
+    assert len(err.strip().splitlines()) == 1

@@ -135,6 +135,20 @@ def test_missing_response_is_an_error_or_empty() -> None:
     assert result.loose[2].follow_instruction_list == [False]
 
 
+def test_coverage_counts_matched_missing_and_extra() -> None:
+    inputs = ifeval.load_input_data(MINI_INPUT)
+    responses = ifeval.load_responses(MINI_RESPONSES)
+    del responses[inputs[2].prompt]
+    responses["not an IFEval prompt"] = "x"
+    result = ifeval.score(inputs, responses, missing="empty")
+    assert result.coverage == ifeval.Coverage(matched=5, missing=1, extra=1)
+    # Nothing matched is an error under either policy, before any scoring.
+    others = {f"other {i}": "x" for i in range(4)}
+    for missing in ("error", "empty"):
+        with pytest.raises(ifeval.NoResponseMatchedError, match="none of the 4 responses"):
+            ifeval.score(inputs, others, missing=missing)
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [

@@ -105,3 +105,44 @@ def test_cache_cli_names_a_missing_cache(tmp_path, capsys):
 
     assert main(["cache", "stats", "--path", str(tmp_path / "none.sqlite")]) == 2
     assert "none.sqlite: no response cache there yet" in capsys.readouterr().err
+
+
+def test_a_cache_from_before_the_run_column_keeps_working(tmp_path):
+    import json
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE responses (key TEXT PRIMARY KEY, model TEXT NOT NULL, "
+        "response TEXT NOT NULL, created REAL NOT NULL)"
+    )
+    blob = json.dumps(
+        {
+            "text": "old",
+            "model": "m",
+            "finish_reason": "stop",
+            "prompt_tokens": 1,
+            "completion_tokens": 1,
+        }
+    )
+    old.execute("INSERT INTO responses VALUES ('k-old', 'm', ?, 1700000000.0)", (blob,))
+    old.commit()
+    old.close()
+
+    with ResponseCache(path, run="respond (MLflow run abc)") as cache:
+        assert cache.get("k-old").text == "old"
+        cache.put("k-new", ChatResponse("a", "new", "m", "stop", 1, 1))
+        found = cache.get_many_with_origin(["k-old", "k-new"])
+        assert found["k-old"][1].run is None and found["k-old"][1].created == 1700000000.0
+        assert found["k-new"][1].run == "respond (MLflow run abc)"
+        assert cache.stats()["models"]["m"]["runs"] == 1  # the old row has no run on record
+    with ResponseCache(path) as cache:  # a second open finds the column already there
+        assert len(cache) == 2 and cache.run != "respond (MLflow run abc)"
+
+
+def test_each_open_is_its_own_writer_unless_named(tmp_path):
+    with ResponseCache(tmp_path / "a.sqlite") as a, ResponseCache(tmp_path / "a.sqlite") as b:
+        assert a.run != b.run
+    with ResponseCache(tmp_path / "a.sqlite", run="correct (MLflow run x)") as c:
+        assert c.run == "correct (MLflow run x)"

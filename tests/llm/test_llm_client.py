@@ -6,13 +6,13 @@ counts the tests check are taken at the server (``/stats``), not from the client
 
 from __future__ import annotations
 
-import time
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from complexif.config import ConfigError, PriceConfig
-from complexif.llm.accounting import UsageMeter
+from complexif.llm.accounting import UsageMeter, estimate_prompt_tokens
 from complexif.llm.base import (
     ChatFailure,
     ChatRequest,
@@ -53,6 +53,7 @@ def _client(
     max_retries: int = 6,
     timeout_s: float = 5.0,
     concurrency: int = 8,
+    run: str | None = None,
     **backend_kwargs,
 ) -> LLMClient:
     backend = OpenAIBackend(
@@ -69,7 +70,7 @@ def _client(
         role="teacher",
         meter=meter or UsageMeter(),
         ledger=FailureLedger("test"),
-        cache=ResponseCache(tmp_path / "cache.sqlite") if cache else None,
+        cache=ResponseCache(tmp_path / "cache.sqlite", run=run) if cache else None,
         progress=False,
     )
 
@@ -126,17 +127,20 @@ def test_seed_and_n_are_distinct_cache_entries(echo_server, tmp_path):
 
 
 def test_twenty_percent_faults_all_recovered_and_counts_reconcile(tmp_path):
+    # The client's timeout is far above a loopback answer's time even on a loaded machine (a
+    # timeout the server did not cause would be a retry no fault explains); hung requests are
+    # fewer than the other faults, each costing one timeout.
     faults = FaultConfig(
-        rate_429=0.05,
-        rate_500=0.05,
-        rate_timeout=0.05,
-        rate_malformed=0.05,
+        rate_429=0.06,
+        rate_500=0.06,
+        rate_timeout=0.025,
+        rate_malformed=0.055,
         retry_after_s=0.05,
-        hang_s=3.0,
+        hang_s=60.0,
         seed=1,
     )
     with serve_in_thread(build_app(FixedLatencyResponder(0.01), "echo", faults=faults)) as url:
-        client = _client(url, tmp_path, timeout_s=0.5, max_retries=10, concurrency=16)
+        client = _client(url, tmp_path, timeout_s=5.0, max_retries=10, concurrency=16)
         out = client.generate(_requests(200))
         client.close()
         stats = server_stats(url)
@@ -170,18 +174,40 @@ def test_retries_spent_go_to_the_ledger_and_nothing_is_lost(tmp_path):
         assert len(cache) == len(ok)
 
 
-def test_retry_after_is_honoured_before_giving_up(tmp_path):
+class _RecordingAsyncio:
+    """The ``asyncio`` the backend sees, with every ``sleep`` it asks for written down.
+
+    Retry-After is checked by what the backend asks to wait, not by a stopwatch.
+    """
+
+    def __init__(self) -> None:
+        self.sleeps: list[float] = []
+
+    async def sleep(self, delay: float) -> None:
+        self.sleeps.append(delay)
+        await asyncio.sleep(delay)
+
+    def __getattr__(self, name: str):
+        return getattr(asyncio, name)
+
+
+def test_retry_after_is_honoured_before_giving_up(tmp_path, monkeypatch):
+    from complexif.llm import openai_backend
+
+    recorder = _RecordingAsyncio()
+    monkeypatch.setattr(openai_backend, "asyncio", recorder)
     faults = FaultConfig(rate_429=1.0, retry_after_s=0.3)
     with serve_in_thread(build_app(FixedLatencyResponder(0.0), "echo", faults=faults)) as url:
         client = _client(url, tmp_path, max_retries=2, concurrency=1)
-        start = time.monotonic()
         (out,) = client.generate(_requests(1))
-        elapsed = time.monotonic() - start
         client.close()
         assert server_stats(url)["requests"] == 3
     assert isinstance(out, ChatFailure) and out.attempts == 3
     assert "HTTP 429" in out.reason and "gave up after 3 attempts" in out.reason
-    assert elapsed >= 0.6  # two waits of at least Retry-After, not the 0.01 s backoff
+    # Two waits before the two retries, each at least the Retry-After (the backoff alone would
+    # be at most 0.05 s); the third answer ends it without a wait.
+    assert len([d for d in recorder.sleeps if d >= 0.3]) == 2
+    assert client.meter.role("teacher").retries == 2
 
 
 def test_wrong_model_stops_at_once_with_a_clear_error(echo_server, tmp_path):
@@ -192,24 +218,43 @@ def test_wrong_model_stops_at_once_with_a_clear_error(echo_server, tmp_path):
     assert server_stats(echo_server)["requests"] < 50  # did not grind through every row
 
 
-def _seconds_for(client: LLMClient, n: int) -> float:
-    start = time.monotonic()
-    client.generate(_requests(n))
-    elapsed = time.monotonic() - start
+# A window of about eleven days: nothing leaks out of a limiter while a test runs, so what a
+# limiter holds after a batch is exactly what that batch reserved.
+LONG_WINDOW_S = 1e6
+
+
+def test_requests_per_minute_limit_admits_the_limit_then_holds_the_next(echo_server, tmp_path):
+    client = _client(echo_server, tmp_path, rpm=5, rate_period_s=LONG_WINDOW_S, cache=False)
+    assert all(isinstance(r, ChatResponse) for r in client.generate(_requests(5)))
+    limiter = client.backend._rpm
+    assert limiter is not None and not limiter.has_capacity(1)  # a 6th call would wait
     client.close()
-    return elapsed
-
-
-def test_requests_per_minute_limit_spaces_calls(echo_server, tmp_path):
-    # 5 per 1 s window (the window is a minute in params; shortened here to keep the test fast).
-    client = _client(echo_server, tmp_path, rpm=5, rate_period_s=1.0, cache=False)
-    assert _seconds_for(client, 15) >= 1.5  # 5 at once, then one every 0.2 s
 
 
 def test_tokens_per_minute_limit_counts_max_tokens_up_front(echo_server, tmp_path):
-    # Each request reserves ~4 prompt + 16 max tokens = 20: 200 per window admits 10 at once.
-    client = _client(echo_server, tmp_path, tpm=200, rate_period_s=1.0, cache=False)
-    assert _seconds_for(client, 30) >= 1.5  # 10 at once, then about 10 per second
+    # Each request reserves 4 prompt tokens (estimated) + 16 max tokens = 20 before it is sent.
+    client = _client(echo_server, tmp_path, tpm=200, rate_period_s=LONG_WINDOW_S, cache=False)
+    requests = _requests(10)
+    assert {estimate_prompt_tokens(r) + r.params.max_new_tokens for r in requests} == {20}
+    limiter = client.backend._tpm
+    assert limiter is not None
+    assert all(isinstance(r, ChatResponse) for r in client.generate(requests[:9]))
+    assert limiter.has_capacity(20) and not limiter.has_capacity(21)  # 9 x 20 = 180 held
+    assert isinstance(client.generate(requests[9:])[0], ChatResponse)
+    # Full: counting prompt tokens only (40) would have left room for 8 more requests.
+    assert not limiter.has_capacity(1)
+    client.close()
+
+
+def test_rate_limited_requests_wait_their_turn_and_all_get_answers(echo_server, tmp_path):
+    # A short window, so the limiters refill while the test runs: 5 calls and 100 tokens at once.
+    client = _client(
+        echo_server, tmp_path, rpm=5, tpm=100, rate_period_s=0.25, cache=False, concurrency=8
+    )
+    out = client.generate(_requests(15))
+    client.close()
+    assert [r.text for r in out] == [f"q {i}" for i in range(15)]
+    assert server_stats(echo_server)["requests"] == 15
 
 
 def test_budget_cap_stops_new_calls_and_keeps_what_was_answered(tmp_path):
@@ -298,3 +343,134 @@ def test_a_server_failing_everything_stops_the_run_early(tmp_path):
         client.close()
         # 10 requests x 2 attempts, plus at most one in flight on the other worker.
         assert server_stats(url)["requests"] <= 22
+
+
+def _dead_url() -> str:
+    """A loopback URL with nothing listening (the port was free a moment ago)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_answers_from_one_server_are_never_served_as_another_servers(echo_server, tmp_path):
+    first = _client(echo_server, tmp_path, model="echo")
+    assert all(isinstance(r, ChatResponse) for r in first.generate(_requests(5)))
+    first.close()
+
+    # Same model name, same cache, nothing listening: every request fails; none is answered
+    # with what the echo server said.
+    dead = _client(_dead_url(), tmp_path, model="echo", max_retries=0)
+    out = dead.generate(_requests(5))
+    dead.close()
+    assert all(isinstance(r, ChatFailure) and r.kind == "request_failed" for r in out)
+    assert dead.meter.role("teacher").cache_hits == 0
+
+    # Another live server under the same name answers for itself.
+    responder = FixedLatencyResponder(0.0, text="from the other server")
+    with serve_in_thread(build_app(responder, "echo")) as other_url:
+        other = _client(other_url, tmp_path, model="echo")
+        out = other.generate(_requests(5))
+        other.close()
+        assert server_stats(other_url)["requests"] == 5
+    assert [r.text for r in out] == ["from the other server"] * 5
+
+
+def test_one_endpoint_spelled_differently_still_hits_the_cache(echo_server, tmp_path):
+    client = _client(echo_server, tmp_path)
+    client.generate(_requests(3))
+    client.close()
+    # An upper-case scheme and a trailing slash: the same server.
+    respelled = echo_server.replace("http://", "HTTP://") + "/"
+    again = _client(respelled, tmp_path)
+    assert all(r.cached for r in again.generate(_requests(3)))
+    again.close()
+    assert server_stats(echo_server)["requests"] == 3
+
+
+def test_normalise_base_url():
+    from complexif.llm.openai_backend import normalise_base_url
+
+    assert normalise_base_url("HTTPS://API.Example.com:443/v1/") == "https://api.example.com/v1"
+    assert normalise_base_url("http://user:secret@host:80/v1") == "http://host/v1"
+    assert normalise_base_url("http://host:8000/v1#x") == "http://host:8000/v1"
+    assert normalise_base_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+    assert normalise_base_url("https://host/openai?api-version=1") == (
+        "https://host/openai?api-version=1"
+    )
+    distinct = {"http://h:8000/v1", "http://h:8001/v1", "https://h:8000/v1", "http://h:8000/v2"}
+    assert len({normalise_base_url(u) for u in distinct}) == 4
+
+
+def test_a_note_says_how_many_answers_earlier_runs_wrote(echo_server, tmp_path):
+    def client(run: str) -> LLMClient:
+        return _client(echo_server, tmp_path, run=run)
+
+    first = client("respond (MLflow run aaa)")
+    first.generate(_requests(3))
+    first.generate(_requests(3))  # its own answers: not "from another run"
+    assert first.cache_note() is None
+    first.close()
+
+    second = client("respond (MLflow run bbb)")
+    second.generate(_requests(5))
+    second.close()
+    note = second.cache_note()
+    assert note is not None
+    assert note.startswith("3 of 5 answers came from the cache (written by earlier runs: ")
+    assert "3 by respond (MLflow run aaa) on 20" in note
+
+    third = client("respond (MLflow run ccc)")
+    third.generate(_requests(6))
+    third.close()
+    note = third.cache_note()
+    assert note is not None and note.startswith("5 of 6 answers came from the cache")
+    assert "3 by respond (MLflow run aaa)" in note and "2 by respond (MLflow run bbb)" in note
+
+
+def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_path, caplog):
+    import logging
+
+    import yaml
+
+    from complexif.config import Params, deep_merge
+    from complexif.llm.session import llm_session
+    from tests.conftest import REPO_ROOT
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    role = {"backend": "openai", "model": "echo", "api": {"base_url": echo_server}}
+    params = Params.model_validate(
+        deep_merge(
+            raw,
+            {
+                "respond": {"student": role},
+                "llm": {"progress": False, "cache": {"path": str(tmp_path / "c.sqlite")}},
+                "paths": {"ledger_dir": str(tmp_path / "ledger")},
+            },
+        )
+    )
+
+    class Run:  # the bits of a StageRun the session uses
+        def __init__(self, run_id: str) -> None:
+            self.run_id = run_id
+            self.metrics: dict[str, float] = {}
+
+        def log_metrics(self, metrics: dict[str, float]) -> None:
+            self.metrics.update(metrics)
+
+    runs = [Run("0123abcd"), Run("4567ef01")]
+    caplog.set_level(logging.INFO, logger="complexif.llm.session")
+    for run in runs:
+        with llm_session("respond", params, run) as llm:
+            llm.client("student", params.respond.student).generate(_requests(4))
+    notes = [r.getMessage() for r in caplog.records if "came from the cache" in r.getMessage()]
+    assert len(notes) == 1  # the first run paid for everything
+    assert notes[0].startswith(
+        "respond/student: 4 of 4 answers came from the cache (written by earlier runs: "
+        "4 by respond (MLflow run 0123abcd) on "
+    )
+    assert runs[0].metrics["llm.student.cache_hits_earlier_runs"] == 0.0
+    assert runs[1].metrics["llm.student.cache_hits_earlier_runs"] == 4.0
+    assert server_stats(echo_server)["requests"] == 4

@@ -37,6 +37,9 @@ line for line; the differences are all about how arguments get in:
   and langdetect runs seeded (see ``_util``), so every verdict is a pure function of its inputs.
 - The official conflict-free sampler of ``nth_paragraph_first_word`` can pick paragraph
   ``num_paragraphs + 1`` (an unsatisfiable constraint); ours picks within range.
+- The placeholder, bullet-list, title and postscript checkers count with the linear scans of
+  ``_scan`` instead of the official regexes, which backtrack quadratically (a megabyte of ``[``
+  took about an hour); the counts, and so the verdicts, are the official ones.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ import re
 import string
 from typing import Any, ClassVar
 
-from complexif.constraints import _util
+from complexif.constraints import _scan, _util
 from complexif.constraints.errors import InstructionArgumentError
 
 _LANGUAGES = _util.LANGUAGE_CODES
@@ -300,8 +303,8 @@ class PlaceholderChecker(Instruction):
         return {"num_placeholders": self._num_placeholders}
 
     def check_following(self, value: str) -> bool:
-        placeholders = re.findall(r"\[.*?\]", value)
-        return len(placeholders) >= self._num_placeholders
+        # = len(re.findall(r"\[.*?\]", value)), without its quadratic backtracking.
+        return _scan.count_placeholders(value) >= self._num_placeholders
 
 
 class BulletListChecker(Instruction):
@@ -328,9 +331,9 @@ class BulletListChecker(Instruction):
         return {"num_bullets": self._num_bullets}
 
     def check_following(self, value: str) -> bool:
-        bullet_lists = re.findall(r"^\s*\*[^\*].*$", value, flags=re.MULTILINE)
-        bullet_lists_2 = re.findall(r"^\s*-.*$", value, flags=re.MULTILINE)
-        return len(bullet_lists) + len(bullet_lists_2) == self._num_bullets
+        # = the official re.findall(r"^\s*\*[^\*].*$") + re.findall(r"^\s*-.*$") (MULTILINE)
+        # match counts, without their quadratic backtracking over runs of blank lines.
+        return _scan.count_bullets(value) == self._num_bullets
 
 
 class ConstrainedResponseChecker(Instruction):
@@ -461,6 +464,9 @@ class PostscriptChecker(Instruction):
         marker = _str_arg(self.id, "postscript_marker", postscript_marker).strip()
         if marker not in ("P.P.S", "P.S."):
             _regex_arg(self.id, "postscript_marker", marker.lower())
+            # The official checker compiles the marker inside a longer pattern, where an inline
+            # flag such as "(?i)" is an error; reject what it would crash on.
+            _regex_arg(self.id, "postscript_marker", r"\s*" + marker.lower() + r".*$")
         self._postscript_marker = marker
 
     @classmethod
@@ -479,12 +485,13 @@ class PostscriptChecker(Instruction):
     def check_following(self, value: str) -> bool:
         value = value.lower()
         if self._postscript_marker == "P.P.S":
-            postscript_pattern = r"\s*p\.\s?p\.\s?s.*$"
+            marker_pattern = r"p\.\s?p\.\s?s"
         elif self._postscript_marker == "P.S.":
-            postscript_pattern = r"\s*p\.\s?s\..*$"
+            marker_pattern = r"p\.\s?s\."
         else:
-            postscript_pattern = r"\s*" + self._postscript_marker.lower() + r".*$"
-        return bool(re.findall(postscript_pattern, value, flags=re.MULTILINE))
+            marker_pattern = self._postscript_marker.lower()
+        # = bool(re.findall(r"\s*" + marker_pattern + r".*$", value, flags=re.MULTILINE)).
+        return _scan.has_postscript(marker_pattern, value)
 
 
 class KeywordChecker(Instruction):
@@ -803,8 +810,8 @@ class TitleChecker(Instruction):
         return None
 
     def check_following(self, value: str) -> bool:
-        titles = re.findall(r"<<[^\n]+>>", value)
-        return any(title.lstrip("<").rstrip(">").strip() for title in titles)
+        # _scan.titles = re.findall(r"<<[^\n]+>>", value), without its quadratic backtracking.
+        return any(title.lstrip("<").rstrip(">").strip() for title in _scan.titles(value))
 
 
 class LetterFrequencyChecker(Instruction):

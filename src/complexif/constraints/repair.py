@@ -91,9 +91,12 @@ def _quotation(args: Args, response: str) -> str:
     return body
 
 
+# A lazy ``(?P<h>.+?)`` before ``[ \t#]*$`` would rescan the line's tail once per character
+# (quadratic on a long line); ``.*[^ \t#\n]|.`` is the same shortest capture (up to the last
+# character that is not trailing decoration, or one character), found in one pass.
 _TITLE_LINE = re.compile(
-    r"^[ \t]*(?:#{1,6}[ \t]+(?P<h>.+?)[ \t#]*|\*\*(?P<b>[^*\n]+)\*\*[ \t]*|"
-    r"[Tt]itle:[ \t]*(?P<t>.+?)[ \t]*)$"
+    r"^[ \t]*(?:#{1,6}[ \t]+(?P<h>.*[^ \t#\n]|.)[ \t#]*|\*\*(?P<b>[^*\n]+)\*\*[ \t]*|"
+    r"[Tt]itle:[ \t]*(?P<t>.*[^ \t\n]|.)[ \t]*)$"
 )
 
 
@@ -154,7 +157,9 @@ def _count_highlights(text: str) -> int:
     return len(single) + len(double)
 
 
-_LINE_PREFIX = re.compile(r"^(?P<prefix>\s*(?:#{1,6}\s+|\d+[.)]\s+|-\s+)?)(?P<body>.*?)\s*$")
+# ``(?:.*\S)?`` is the lazy ``.*?`` before ``\s*$`` (the line up to its last non-space) without
+# its quadratic rescans of a long run of spaces.
+_LINE_PREFIX = re.compile(r"^(?P<prefix>\s*(?:#{1,6}\s+|\d+[.)]\s+|-\s+)?)(?P<body>(?:.*\S)?)\s*$")
 
 
 def _highlights(args: Args, response: str) -> str | None:

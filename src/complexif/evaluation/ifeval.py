@@ -8,7 +8,10 @@ top-level category (the official report's two tiers). Fractions are in 0..1.
 Differences from the official script, all about failing loudly: input lines are validated (the
 error names file, line and field), instruction arguments must be complete, and a prompt without
 a response is an error unless ``missing="empty"`` (then it is scored as an empty response, which
-follows nothing, as in the official code).
+follows nothing, as in the official code). Responses are matched to prompts by exact text; the
+result says how many matched, how many prompts had none and how many responses matched no
+prompt, and a file matching no prompt at all is an error whatever ``missing`` says (scoring it
+would report 0.0 for what is really a mix-up of files).
 """
 
 from __future__ import annotations
@@ -40,6 +43,31 @@ class MissingResponseError(KeyError):
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
+
+
+class NoResponseMatchedError(MissingResponseError):
+    """Not one response belongs to a prompt of the input data: wrong file, or wrong benchmark."""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How the responses met the prompts."""
+
+    matched: int  # prompts with a response
+    missing: int  # prompts without one
+    extra: int  # responses to no prompt of the input data (ignored)
+
+    def to_dict(self) -> dict[str, int]:
+        return {"matched": self.matched, "missing": self.missing, "extra": self.extra}
+
+    def __str__(self) -> str:
+        return f"{self.matched} matched, {self.missing} missing, {self.extra} extra"
+
+
+def coverage(inputs: Sequence[InputExample], responses: Mapping[str, str]) -> Coverage:
+    prompts = {example.prompt for example in inputs}
+    matched = sum(prompt in responses for prompt in prompts)
+    return Coverage(matched=matched, missing=len(prompts) - matched, extra=len(responses) - matched)
 
 
 @dataclass(frozen=True)
@@ -79,6 +107,7 @@ class IFEvalResult:
     strict: list[OutputExample]
     loose: list[OutputExample]
     metrics: dict[str, Any]
+    coverage: Coverage | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -240,16 +269,29 @@ def score(
     responses: Mapping[str, str],
     missing: MissingPolicy = "error",
 ) -> IFEvalResult:
-    """Score ``responses`` (prompt text -> response) on ``inputs``."""
+    """Score ``responses`` (prompt text -> response) on ``inputs``.
+
+    Raises :class:`NoResponseMatchedError` when no response belongs to any prompt, and
+    :class:`MissingResponseError` for a prompt without a response unless ``missing="empty"``.
+    """
     if missing not in ("error", "empty"):
         raise ValueError(f"missing must be 'error' or 'empty', got {missing!r}")
+    inputs = list(inputs)
+    counts = coverage(inputs, responses)
+    if inputs and counts.matched == 0:
+        raise NoResponseMatchedError(
+            f"none of the {len(responses)} responses is for one of the {len(inputs)} prompts "
+            f"({counts}); responses are matched to prompts by exact text: are these responses "
+            "to this input data?"
+        )
     strict, loose = [], []
     for example in inputs:
         response = responses.get(example.prompt)
         if response is None:
             if missing == "error":
                 raise MissingResponseError(
-                    f"no response for prompt key={example.key}: {example.prompt[:80]!r}"
+                    f"no response for prompt key={example.key}: {example.prompt[:80]!r} "
+                    f"(responses: {counts}; --missing empty scores a missing one as empty)"
                 )
             response = ""
         if not isinstance(response, str):
@@ -261,16 +303,23 @@ def score(
         loose.append(lo)
     if not strict:
         raise ValueError("no inputs to score")
-    return IFEvalResult(strict=strict, loose=loose, metrics=compute_metrics(strict, loose))
+    metrics = compute_metrics(strict, loose)
+    return IFEvalResult(strict=strict, loose=loose, metrics=metrics, coverage=counts)
 
 
 def write_results(result: IFEvalResult, output_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """Write the strict/loose JSONL outputs and ``metrics.json`` (each atomically)."""
+    """Write the strict/loose JSONL outputs and ``metrics.json`` (each atomically).
+
+    ``metrics.json`` also holds the response counts (``responses``: matched, missing, extra).
+    """
     out = Path(output_dir)
     paths = {"strict": out / STRICT_FILE, "loose": out / LOOSE_FILE, "metrics": out / METRICS_FILE}
     write_jsonl(paths["strict"], (o.to_dict() for o in result.strict))
     write_jsonl(paths["loose"], (o.to_dict() for o in result.loose))
-    write_json(paths["metrics"], result.metrics)
+    metrics = dict(result.metrics)
+    if result.coverage is not None:
+        metrics["responses"] = result.coverage.to_dict()
+    write_json(paths["metrics"], metrics)
     return paths
 
 

@@ -1,9 +1,15 @@
 """A content-addressed SQLite cache of chat responses: a re-run pays for nothing it already has.
 
-The key is a hash of everything that determines an answer: the model (name and weights
-fingerprint), the messages, every generation parameter (so ``n`` and ``seed`` give distinct keys)
-and the prompt template's version. Each answer is committed as soon as it arrives, so a run killed
-with ``kill -9`` resumes with every finished call cached.
+The key is a hash of everything that determines an answer: the model (its name, and for a local
+model a hash of its weights, for an API its normalised endpoint URL; see ``LLMClient.model_id``),
+the messages, every generation parameter (so ``n`` and ``seed`` give distinct keys) and the prompt
+template's version. Each answer is committed as soon as it arrives, so a run killed with
+``kill -9`` resumes with every finished call cached.
+
+Each row also records which run wrote it (``run``), so a stage can say how many of its answers
+an earlier run paid for. Caches from before that column get it added on open; their rows say
+nothing about their run. Entries written before the endpoint entered API keys are never hit
+again (their keys lack it): they only take space until ``complexif cache clear``.
 
 Several processes may share one cache: SQLite in WAL mode lets readers run beside one writer,
 and ``busy_timeout`` makes a second writer wait instead of failing.
@@ -13,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Iterable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from complexif.llm.base import ChatRequest, ChatResponse
@@ -27,9 +35,18 @@ CREATE TABLE IF NOT EXISTS responses (
     key TEXT PRIMARY KEY,
     model TEXT NOT NULL,
     response TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    run TEXT
 )
 """
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who wrote a cached answer, and when (``run`` is None for rows older than the column)."""
+
+    run: str | None
+    created: float
 
 
 def request_key(model_id: str, request: ChatRequest) -> str:
@@ -44,8 +61,13 @@ def request_key(model_id: str, request: ChatRequest) -> str:
 
 
 class ResponseCache:
-    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0) -> None:
+    """``run`` names this writer in the rows it adds (unique per open when not given)."""
+
+    def __init__(
+        self, path: str | Path, busy_timeout_s: float = 60.0, run: str | None = None
+    ) -> None:
         self.path = Path(path)
+        self.run = run or f"process {os.getpid()} ({uuid.uuid4().hex[:8]})"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # autocommit (isolation_level=None): every put is its own durable transaction.
         self._conn = sqlite3.connect(
@@ -57,20 +79,35 @@ class ResponseCache:
         # NORMAL in WAL mode survives a killed process (only a power loss can undo a commit).
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(SCHEMA)
+        self._migrate()
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, ChatResponse]:
+    def _migrate(self) -> None:
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(responses)")}
+        if "run" not in columns:
+            try:
+                self._conn.execute("ALTER TABLE responses ADD COLUMN run TEXT")
+            except sqlite3.OperationalError as exc:
+                # Another process opening the same old cache added it first.
+                if "duplicate column" not in str(exc):
+                    raise
+
+    def get_many_with_origin(self, keys: Iterable[str]) -> dict[str, tuple[ChatResponse, Origin]]:
         keys = list(dict.fromkeys(keys))
-        found: dict[str, ChatResponse] = {}
+        found: dict[str, tuple[ChatResponse, Origin]] = {}
         with self._lock:
             for start in range(0, len(keys), 500):  # SQLite caps bound variables per statement
                 chunk = keys[start : start + 500]
                 marks = ",".join("?" * len(chunk))
                 rows = self._conn.execute(
-                    f"SELECT key, response FROM responses WHERE key IN ({marks})", chunk
+                    f"SELECT key, response, run, created FROM responses WHERE key IN ({marks})",
+                    chunk,
                 ).fetchall()
-                for key, blob in rows:
-                    found[key] = _decode(blob)
+                for key, blob, run, created in rows:
+                    found[key] = (_decode(blob), Origin(run, created))
         return found
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, ChatResponse]:
+        return {k: resp for k, (resp, _) in self.get_many_with_origin(keys).items()}
 
     def get(self, key: str) -> ChatResponse | None:
         return self.get_many([key]).get(key)
@@ -83,15 +120,17 @@ class ResponseCache:
         with self._lock:
             # Two writers racing on one key computed the same request: keep the first answer.
             self._conn.execute(
-                "INSERT OR IGNORE INTO responses (key, model, response, created) VALUES (?,?,?,?)",
-                (key, response.model, blob, time.time()),
+                "INSERT OR IGNORE INTO responses (key, model, response, created, run) "
+                "VALUES (?,?,?,?,?)",
+                (key, response.model, blob, time.time(), self.run),
             )
 
     def stats(self) -> dict[str, object]:
-        """Entries per model, file size and the time span covered (for ``complexif cache``)."""
+        """Entries per model, file size, the time span covered and how many runs wrote them."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT model, COUNT(*), MIN(created), MAX(created) FROM responses GROUP BY model"
+                "SELECT model, COUNT(*), MIN(created), MAX(created), COUNT(DISTINCT run) "
+                "FROM responses GROUP BY model"
             ).fetchall()
         files = [self.path, Path(f"{self.path}-wal")]
         return {
@@ -99,8 +138,9 @@ class ResponseCache:
             "entries": sum(r[1] for r in rows),
             "bytes": sum(f.stat().st_size for f in files if f.exists()),
             "models": {
-                model: {"entries": n, "oldest": first, "newest": last}
-                for model, n, first, last in sorted(rows)
+                # runs: distinct writers on record (rows older than the run column count none).
+                model: {"entries": n, "oldest": first, "newest": last, "runs": runs}
+                for model, n, first, last, runs in sorted(rows)
             },
         }
 

@@ -9,6 +9,7 @@ the budget is spent, comes back as a :class:`ChatFailure` and goes to the failur
 from __future__ import annotations
 
 import asyncio
+import datetime
 import inspect
 import threading
 from collections import Counter, deque
@@ -27,7 +28,7 @@ from complexif.llm.base import (
     ChatResult,
     FatalBackendError,
 )
-from complexif.llm.cache import ResponseCache, request_key
+from complexif.llm.cache import Origin, ResponseCache, request_key
 from complexif.llm.ledger import FailureLedger
 from complexif.llm.progress import UsageBar
 
@@ -56,8 +57,14 @@ class LLMClient:
         self.chunk_size = chunk_size
         self.progress = progress
         self.name = backend.name
+        # The cache's model identity: the name plus the weights' hash (local) or the endpoint
+        # (API), so one name at two servers, or retrained in place, never shares answers.
         fp = backend.fingerprint
         self.model_id = f"{backend.name}@{fp}" if fp else backend.name
+        self.answers = 0  # results returned, cached or not
+        # Answers served from the cache that another run wrote: how many, and since when.
+        self.earlier_hits: Counter[str] = Counter()
+        self._earlier_since: dict[str, float] = {}
         self._loop: _LoopThread | None = None
 
     def close(self) -> None:
@@ -72,15 +79,20 @@ class LLMClient:
 
     def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResult]:
         keys = [request_key(self.model_id, r) for r in requests]
-        done: dict[str, ChatResult] = dict(self.cache.get_many(keys)) if self.cache else {}
+        found = self.cache.get_many_with_origin(keys) if self.cache else {}
+        done: dict[str, ChatResult] = {k: resp for k, (resp, _) in found.items()}
         todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in done}
         usage = self.meter.role(self.role)
         bar = UsageBar(
             len(requests), f"{self.role}[{self.name}]", usage, self.progress and progress
         )
+        self.answers += len(keys)
+        own_run = self.cache.run if self.cache else None
         for key in keys:
             if key in done:
                 self.meter.record(self.role, done[key])  # type: ignore[arg-type]
+                if found[key][1].run != own_run:  # not written earlier in this same run
+                    self._note_earlier(found[key][1])
                 bar.update()
         retries_before = getattr(self.backend, "retries", 0)
         # Identical requests in one call are sent once and count as done together.
@@ -116,6 +128,29 @@ class LLMClient:
         for key, req in zip(keys, requests, strict=True):
             results.append(replace(done[key], request_id=req.id))
         return results
+
+    def _note_earlier(self, origin: Origin) -> None:
+        label = origin.run or "runs before the cache recorded its writers"
+        self.earlier_hits[label] += 1
+        self._earlier_since[label] = min(
+            self._earlier_since.get(label, origin.created), origin.created
+        )
+
+    def cache_note(self, max_runs: int = 3) -> str | None:
+        """``N of M answers came from the cache (written by earlier runs: ...)``, or None."""
+        n = sum(self.earlier_hits.values())
+        if not n:
+            return None
+        runs = [
+            f"{count} by {label} on {_when(self._earlier_since[label])}"
+            for label, count in self.earlier_hits.most_common(max_runs)
+        ]
+        if len(self.earlier_hits) > max_runs:
+            runs.append(f"and {len(self.earlier_hits) - max_runs} more runs")
+        return (
+            f"{n} of {self.answers} answers came from the cache (written by earlier runs: "
+            f"{'; '.join(runs)})"
+        )
 
     def record_failure(self, failure: ChatFailure) -> None:
         """Ledger a failure (also used by callers for answers they could not parse)."""
@@ -227,6 +262,10 @@ def _streams(backend: object) -> bool:
         return "on_result" in inspect.signature(backend.generate).parameters  # type: ignore[attr-defined]
     except (TypeError, ValueError):
         return False
+
+
+def _when(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
 
 
 def _chars(request: ChatRequest) -> int:

@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 import openai
@@ -29,6 +30,8 @@ log = logging.getLogger(__name__)
 # Statuses that say "this configuration can never work": stop the stage instead of ledgering
 # every row one by one.
 FATAL_STATUSES = {401: "authentication failed", 403: "permission denied", 404: "not found"}
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class MalformedResponse(ValueError):
@@ -52,8 +55,10 @@ class OpenAIBackend:
     ) -> None:
         """``rpm``/``tpm`` are per ``rate_period_s`` (a minute; shorter only in tests)."""
         self.name = model
-        # A hosted model's name is its identity (providers version models by name).
-        self.fingerprint = ""
+        # Providers version hosted models by name, but one name means different models at
+        # different servers (and "base" at two local ports is two models): the endpoint is part
+        # of the identity the cache keys answers by.
+        self.fingerprint = normalise_base_url(base_url)
         self.base_url = base_url
         self.concurrency = concurrency
         self.retry = retry or RetryPolicy()
@@ -163,6 +168,25 @@ class OpenAIBackend:
             completion_tokens=completion_tokens,
             choices=texts if len(texts) > 1 else (),
         )
+
+
+def normalise_base_url(url: str) -> str:
+    """``url`` with what does not change the server dropped: case of scheme and host, default
+    port, credentials, fragment and trailing slashes (``HTTP://Host:80/v1/`` is
+    ``http://host/v1``). Different spellings of one host (``localhost``, ``127.0.0.1``) stay
+    different: a cache miss costs a call, a wrong hit costs a wrong answer."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:  # not a port number: keep the address as written
+        return url.strip().rstrip("/")
+    if port is not None and port != _DEFAULT_PORTS.get(scheme):
+        host = f"{host}:{port}"
+    return urlunsplit((scheme, host, parts.path.rstrip("/"), parts.query, ""))
 
 
 def _error_message(exc: openai.APIStatusError) -> str:

@@ -14,6 +14,7 @@ failure ledger, fails the stage if too large a share of its requests failed, and
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,16 +30,26 @@ from complexif.llm.ledger import FailureLedger
 log = logging.getLogger(__name__)
 
 
+def run_label(stage: str, run: Any | None) -> str:
+    """How the cache names this stage run in the answers it writes (the MLflow run when tracked)."""
+    run_id = getattr(run, "run_id", None)
+    if run_id:
+        return f"{stage} (MLflow run {run_id})"
+    return f"{stage} (untracked run {uuid.uuid4().hex[:8]})"
+
+
 class TooManyFailures(RuntimeError):
     """More than ``llm.max_failure_fraction`` of a stage's requests failed."""
 
 
 class LLMSession:
-    def __init__(self, stage: str, params: Params) -> None:
+    def __init__(self, stage: str, params: Params, run: Any | None = None) -> None:
         self.stage = stage
         self.params = params
         cfg = params.llm
-        self.cache = ResponseCache(cfg.cache.path) if cfg.cache.enabled else None
+        self.cache = (
+            ResponseCache(cfg.cache.path, run=run_label(stage, run)) if cfg.cache.enabled else None
+        )
         self.meter = UsageMeter(cfg.prices, cfg.budget_usd)
         self.ledger = FailureLedger(stage)
         self._clients: dict[str, LLMClient] = {}
@@ -67,6 +78,10 @@ class LLMSession:
         counts = self.ledger.counts()
         metrics.update({f"ledger.{kind}": float(n) for kind, n in counts.items()})
         metrics["ledger.total"] = float(len(self.ledger.entries))
+        for role, client in self._clients.items():
+            metrics[f"llm.{role}.cache_hits_earlier_runs"] = float(
+                sum(client.earlier_hits.values())
+            )
         self.ledger.write(self.ledger_path)
         if run is not None:
             run.log_metrics(metrics)
@@ -85,6 +100,9 @@ class LLMSession:
                 usage.completion_tokens,
                 usage.cost_usd,
             )
+        for role, client in sorted(self._clients.items()):
+            if (note := client.cache_note()) is not None:
+                log.info("%s/%s: %s", self.stage, role, note)
 
     def check_failures(self, n_outputs: int | None = None) -> None:
         """Stop before writing outputs that would be mostly holes.
@@ -133,7 +151,7 @@ class LLMSession:
 
 @contextmanager
 def llm_session(stage: str, params: Params, run: Any | None = None) -> Iterator[LLMSession]:
-    session = LLMSession(stage, params)
+    session = LLMSession(stage, params, run)
     try:
         yield session
     except BaseException:
