@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -205,13 +207,15 @@ def register_params(groups: Groups) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from complexif.config import load_params
+    from complexif.config import PIPELINE_MODELS, load_params
     from complexif.llm.faults import FaultConfig
 
     params = load_params(args.params)
     cfg = params.serve
     model = args.model or cfg.model
     name = args.name or cfg.name or model
+    host = args.host or cfg.host
+    port = cfg.port if args.port is None else _port(args.port)
     try:
         faults = FaultConfig(
             rate_429=args.fault_429,
@@ -224,40 +228,92 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    from complexif.llm import responders, server
-
-    responder: server.Responder
-    if args.backend == "echo":
-        responder, fingerprint = responders.FixedLatencyResponder(args.latency_ms / 1000.0), "echo"
-    else:
-        from complexif.config import PIPELINE_MODELS
-        from complexif.llm.transformers_backend import TransformersLLM, resolve_device
+    key_env = args.api_key_env or cfg.api_key_env
+    api_key = _serve_api_key(key_env, params.llm.env_file)
+    if args.backend != "echo":
+        from complexif.llm.transformers_backend import resolve_device
 
         path = params.paths.resolve_model(model)
         if model in PIPELINE_MODELS and not path.is_dir():
             print(f"error: model directory {path} not found; run dvc repro first", file=sys.stderr)
             return EXIT_ERROR
-        batch_size = cfg.batch_size if args.batch_size is None else args.batch_size
         try:
             device = resolve_device(args.device or params.train.device)
         except RuntimeError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_ERROR
-        engine = args.engine or cfg.engine
-        precision = args.precision or cfg.precision
-        llm = TransformersLLM(
-            path, batch_size, device, name=name, engine=engine, precision=precision
-        )
-        if llm.engine == "continuous":
-            responder = responders.ContinuousResponder(llm, cfg.context_tokens)
+
+    from complexif.llm import responders, server
+
+    # Bound before the model loads: a taken port or a refused address fails in a second.
+    sock = server.bind(host, port)
+    try:
+        if not server.is_loopback(sock):
+            if api_key is None:
+                print(
+                    f"error: {host} ({server.bound_ip(sock)}) is reachable from other machines; "
+                    f"set an API key in ${key_env} (serve.api_key_env, or .env) to serve there, "
+                    "or bind 127.0.0.1",
+                    file=sys.stderr,
+                )
+                return EXIT_ERROR
+            print(
+                f"warning: serving on {host}, reachable from other machines: every request "
+                f"needs the key in ${key_env}; HTTP is unencrypted, so put TLS in front of it "
+                "on an untrusted network",
+                file=sys.stderr,
+            )
+        access = server.Access.for_bind(host, server.bound_ip(sock), cfg.allowed_hosts, api_key)
+        responder: server.Responder
+        if args.backend == "echo":
+            latency_s = args.latency_ms / 1000.0
+            responder, fingerprint = responders.FixedLatencyResponder(latency_s), "echo"
         else:
-            wait_ms = cfg.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
-            responder = responders.MicroBatcher(llm, batch_size, wait_ms)
-        fingerprint = llm.fingerprint
-    app = server.build_app(responder, name, fingerprint, faults)
-    host = args.host or cfg.host
-    server.run(app, host, cfg.port if args.port is None else args.port)
+            from complexif.llm.transformers_backend import TransformersLLM
+
+            batch_size = cfg.batch_size if args.batch_size is None else args.batch_size
+            engine = args.engine or cfg.engine
+            precision = args.precision or cfg.precision
+            llm = TransformersLLM(
+                path, batch_size, device, name=name, engine=engine, precision=precision
+            )
+            if llm.engine == "continuous":
+                responder = responders.ContinuousResponder(llm, cfg.context_tokens)
+            else:
+                wait_ms = cfg.max_wait_ms if args.max_wait_ms is None else args.max_wait_ms
+                count = responders.prompt_counter(llm)
+                responder = responders.MicroBatcher(llm, batch_size, wait_ms, count)
+            fingerprint = llm.fingerprint
+        app = server.build_app(responder, name, fingerprint, faults, config=cfg, access=access)
+        server.run(app, sock, host)
+    finally:
+        sock.close()
     return EXIT_OK
+
+
+def _port(text: str) -> int:
+    """``--port``, checked here so that a bad one is the CLI's one-line error (argparse would
+    print its usage too)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise ConfigError(f"--port {text!r}: a port is an integer in 0-65535 (0 picks a free one)")
+    return value
+
+
+def _serve_api_key(env_name: str, env_file: str) -> str | None:
+    """The serving key from the environment, else from the .env file; None if unset or empty."""
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
+        raise ConfigError(f"--api-key-env {env_name!r}: the name of an environment variable")
+    key = os.environ.get(env_name)
+    if not key and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        key = dotenv_values(env_file).get(env_name)
+    key = (key or "").strip()
+    return key or None
 
 
 def _positive_int(text: str) -> int:
@@ -284,8 +340,16 @@ def register_serve(groups: Groups) -> None:
     group.add_argument("--params", type=Path, default=Path("params.yaml"))
     group.add_argument("--model", help="base/sft/dpo (models/<name>), a directory or a hub id")
     group.add_argument("--name", help="model name clients ask for (default: --model as given)")
-    group.add_argument("--host")
-    group.add_argument("--port", type=int, help="0 picks a free port (printed at start)")
+    group.add_argument(
+        "--host", help="bind address; beyond loopback (0.0.0.0, a LAN address) a key is required"
+    )
+    group.add_argument("--port", help="0-65535; 0 picks a free port (printed at start)")
+    group.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the key every request must send as "
+        "'Authorization: Bearer <key>' (default: serve.api_key_env)",
+    )
     group.add_argument(
         "--batch-size", type=_positive_int, help="sequences decoded together (continuous: slots)"
     )

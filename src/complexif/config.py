@@ -396,6 +396,31 @@ class ServeConfig(_Strict):
     max_wait_ms: float = Field(
         10.0, ge=0.0, description="Static engine: how long a request waits to fill its batch."
     )
+    # Hardening (no code defaults: params.yaml is their only source).
+    api_key_env: str = Field(
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Environment variable (or .env entry) holding the key clients must send "
+        "as 'Authorization: Bearer'; required to bind beyond loopback. Never the key itself.",
+    )
+    allowed_hosts: list[str] = Field(
+        description="Host names accepted besides loopback and the bound address (DNS rebinding "
+        "guard): the names clients use to reach this machine."
+    )
+    max_body_bytes: int = Field(ge=1, description="A larger request body gets 413.")
+    max_tokens: int = Field(
+        ge=1,
+        description="Most tokens a request may ask for (400 above); a request asking none gets it.",
+    )
+    stats_window: int = Field(ge=0, description="Request hashes /stats keeps (the most recent).")
+
+    @model_validator(mode="after")
+    def _check_max_tokens(self) -> ServeConfig:
+        if self.max_tokens >= self.context_tokens:
+            raise ValueError(
+                f"serve.max_tokens ({self.max_tokens}) must be below serve.context_tokens "
+                f"({self.context_tokens}): the prompt needs room too"
+            )
+        return self
 
 
 class Params(_Strict):

@@ -28,8 +28,9 @@ import yaml
 from complexif.config import deep_merge
 from complexif.io import read_jsonl, write_jsonl
 from complexif.llm.responders import FixedLatencyResponder
-from complexif.llm.server import build_app, serve_in_thread
+from complexif.llm.server import serve_in_thread
 from tests.conftest import REPO_ROOT
+from tests.llm.servers import build_app
 from tests.llm.servers import stats as server_stats
 
 # Two constraints a tiny model's answer will fail, so the teacher is asked for fixes.

@@ -12,10 +12,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import openai
+from fastapi import FastAPI
 
+from complexif.config import ServeConfig, load_params
+from complexif.llm import server
 from complexif.llm.base import ChatRequest, ChatResponse
 from complexif.llm.faults import FaultConfig
-from complexif.llm.server import Responder, build_app, serve_in_thread
+from complexif.llm.server import Access, Responder, serve_in_thread
+from tests.conftest import REPO_ROOT
+
+# The shipped ``serve:`` section: test servers run under the limits a user's server has.
+SERVE: ServeConfig = load_params(REPO_ROOT / "params.yaml").serve
+
+
+def words(request: ChatRequest) -> int:
+    """The test doubles' token: a whitespace-separated word."""
+    return sum(len(m["content"].split()) for m in request.messages)
 
 
 class ScriptedResponder:
@@ -37,9 +49,12 @@ class ScriptedResponder:
             text=text,
             model=self.model,
             finish_reason="stop",
-            prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
+            prompt_tokens=self.prompt_tokens(request),
             completion_tokens=len(text.split()),
         )
+
+    def prompt_tokens(self, request: ChatRequest) -> int:
+        return words(request)
 
 
 class RecordingBackend:
@@ -47,14 +62,23 @@ class RecordingBackend:
 
     Each ``generate`` sleeps ``delay_s`` (so concurrent requests pile up behind it) and answers
     ``"answer to <id>"``; ``overlaps`` counts calls that ran while another was still running.
+    With a ``gate``, each call first waits until the test opens it: a test then knows a batch is
+    generating (``generating`` is set) and decides when it ends, without timing anything.
     """
 
     name = "recording"
     fingerprint = "fp-recording"
 
-    def __init__(self, delay_s: float = 0.05, error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        delay_s: float = 0.05,
+        error: Exception | None = None,
+        gate: threading.Event | None = None,
+    ) -> None:
         self.delay_s = delay_s
         self.error = error
+        self.gate = gate
+        self.generating = threading.Event()
         self.batches: list[list[ChatRequest]] = []
         self.threads: set[str] = set()
         self.overlaps = 0
@@ -69,6 +93,10 @@ class RecordingBackend:
         try:
             self.batches.append(list(requests))
             self.threads.add(threading.current_thread().name)
+            self.generating.set()
+            # Generous: a test that fails before opening the gate must not hang the suite.
+            if self.gate is not None and not self.gate.wait(timeout=120):
+                raise RuntimeError("the test never opened the gate")
             time.sleep(self.delay_s)
             if self.error is not None:
                 raise self.error
@@ -87,32 +115,60 @@ class RecordingBackend:
             self._busy.release()
 
 
+def build_app(
+    responder: Responder,
+    model_name: str,
+    fingerprint: str = "",
+    faults: FaultConfig | None = None,
+    *,
+    config: ServeConfig = SERVE,
+    access: Access | None = None,
+) -> FastAPI:
+    """:func:`complexif.llm.server.build_app` under the shipped ``serve:`` limits unless told."""
+    return server.build_app(
+        responder, model_name, fingerprint, faults, config=config, access=access
+    )
+
+
 @contextmanager
 def serving(
     responder: Responder,
     name: str = "test-model",
     fingerprint: str = "fp-test",
     faults: FaultConfig | None = None,
+    config: ServeConfig = SERVE,
+    access: Access | None = None,
 ) -> Iterator[str]:
     """A real server for ``responder`` on a free loopback port; yields its base URL (…/v1)."""
-    with serve_in_thread(build_app(responder, name, fingerprint, faults)) as url:
+    app = build_app(responder, name, fingerprint, faults, config=config, access=access)
+    with serve_in_thread(app) as url:
         yield url
 
 
-def client(base_url: str, timeout: float = 10.0) -> openai.OpenAI:
+def client(base_url: str, timeout: float = 10.0, api_key: str = "x") -> openai.OpenAI:
     """The official SDK pointed at a test server, with its own retries off."""
-    return openai.OpenAI(base_url=base_url, api_key="x", max_retries=0, timeout=timeout)
+    return openai.OpenAI(base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout)
 
 
-def http(base_url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+def http(
+    base_url: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     """A raw request to ``<server root><path>``: status and parsed JSON body (errors too).
 
-    ``body`` is sent as JSON, or as-is when it is already bytes (to send broken bodies).
+    ``body`` is sent as JSON, or as-is when it is already bytes (to send broken bodies);
+    ``headers`` add to or replace the JSON content type (``Host`` too).
     """
     root = base_url.removesuffix("/v1")
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     req = urllib.request.Request(
-        root + path, data=data, method=method, headers={"content-type": "application/json"}
+        root + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json", **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=10) as resp:

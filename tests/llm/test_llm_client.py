@@ -28,9 +28,9 @@ from complexif.llm.openai_backend import OpenAIBackend
 from complexif.llm.prompts import PromptTemplate
 from complexif.llm.responders import FixedLatencyResponder
 from complexif.llm.retry import RetryPolicy
-from complexif.llm.server import build_app, serve_in_thread
+from complexif.llm.server import serve_in_thread
 from complexif.llm.structured import generate_json
-from tests.llm.servers import ScriptedResponder
+from tests.llm.servers import ScriptedResponder, build_app
 from tests.llm.servers import stats as server_stats
 
 PARAMS = GenerationParams(max_new_tokens=16)

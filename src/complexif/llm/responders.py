@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import logging
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -53,9 +55,12 @@ class FixedLatencyResponder:
             text=text,
             model=self.model,
             finish_reason=finish,
-            prompt_tokens=sum(len(m["content"].split()) for m in request.messages),
+            prompt_tokens=self.prompt_tokens(request),
             completion_tokens=len(words),
         )
+
+    def prompt_tokens(self, request: ChatRequest) -> int:
+        return sum(len(m["content"].split()) for m in request.messages)
 
 
 @dataclass
@@ -75,12 +80,20 @@ class MicroBatcher:
     request has waited ``max_wait_ms``, and keeps taking requests until the model is free to run
     it. Batches run one at a time on one worker thread: the event loop stays responsive and the
     model is never called concurrently. A failed batch fails every request in it.
+    ``count_prompt`` tells the server a prompt's length in the backend's tokens.
     """
 
-    def __init__(self, backend: BatchBackend, max_batch: int = 16, max_wait_ms: float = 10.0):
+    def __init__(
+        self,
+        backend: BatchBackend,
+        max_batch: int,
+        max_wait_ms: float,
+        count_prompt: Callable[[ChatRequest], int],
+    ) -> None:
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
         self.backend = backend
+        self.prompt_tokens = count_prompt
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000.0
         self._open: list[_Batch] = []
@@ -197,8 +210,27 @@ class ContinuousResponder:
             raise InvalidRequest(str(exc)) from exc
         return self.llm.response(request, result)
 
+    def prompt_tokens(self, request: ChatRequest) -> int:
+        # On the event loop, where respond() tokenizes too: the tokenizer is never shared.
+        return len(self.llm.seq_request(request).prompt)
+
     async def aclose(self) -> None:
         self._thread.close()
+
+
+def prompt_counter(llm) -> Callable[[ChatRequest], int]:
+    """Counts a request's prompt tokens as ``llm`` (a TransformersLLM) will, on a tokenizer of
+    its own: the micro-batcher's worker thread pads with the model's, and a fast tokenizer whose
+    padding one thread changes while another encodes fails ("Already borrowed")."""
+    tokenizer = copy.deepcopy(llm.tokenizer)
+
+    def count(request: ChatRequest) -> int:
+        text = tokenizer.apply_chat_template(
+            list(request.messages), tokenize=False, add_generation_prompt=True
+        )
+        return len(tokenizer(text, add_special_tokens=False).input_ids)
+
+    return count
 
 
 def _settle(future: asyncio.Future, outcome) -> None:
