@@ -15,13 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
+import yaml
 
 from complexif.cli import main
 from complexif.llm.base import ChatRequest, GenerationParams
 from complexif.llm.faults import FaultConfig
 from complexif.llm.responders import FixedLatencyResponder, MicroBatcher
 from complexif.llm.transformers_backend import TransformersLLM
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, gen_params
 from tests.llm.servers import RecordingBackend, ScriptedResponder, client, http, serving
 
 HELLO = [{"role": "user", "content": "say hello to the world"}]
@@ -255,7 +256,7 @@ def _request(i: int, temperature: float = 0.0) -> ChatRequest:
     return ChatRequest(
         id=f"r{i}",
         messages=({"role": "user", "content": f"question {i}"},),
-        params=GenerationParams(max_new_tokens=8, temperature=temperature),
+        params=gen_params(8, temperature=temperature),
     )
 
 
@@ -345,7 +346,7 @@ def _direct_and_served(llm, responder, max_tokens, then=None):
             ChatRequest(
                 id=str(i),
                 messages=({"role": "user", "content": p},),
-                params=GenerationParams(max_new_tokens=n),
+                params=gen_params(n),
             )
             for i, (p, n) in enumerate(asked)
         ],
@@ -371,7 +372,9 @@ def _direct_and_served(llm, responder, max_tokens, then=None):
 
 
 def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
-    llm = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu", name="tiny")
+    llm = TransformersLLM(
+        tiny_model_dir, 4, "cpu", name="tiny", engine="continuous", precision="auto"
+    )
     expected, outs = _direct_and_served(
         llm, MicroBatcher(llm, max_batch=4, max_wait_ms=50), [6] * len(SERVED_PROMPTS)
     )
@@ -383,7 +386,9 @@ def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
 def test_serving_the_tiny_model_with_continuous_batching(tiny_model_dir):
     from complexif.llm.responders import ContinuousResponder
 
-    llm = TransformersLLM(tiny_model_dir, batch_size=2, device="cpu", name="tiny")
+    llm = TransformersLLM(
+        tiny_model_dir, 2, "cpu", name="tiny", engine="continuous", precision="auto"
+    )
     assert llm.engine == "continuous"
 
     def too_long(sdk) -> None:
@@ -428,7 +433,9 @@ def test_cli_serves_the_echo_backend_until_terminated():
 
 def test_cli_reports_a_missing_model_directory(tmp_path, capsys):
     params = tmp_path / "params.yaml"
-    params.write_text(f"paths:\n  models_dir: {tmp_path / 'models'}\n")
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    raw["paths"]["models_dir"] = str(tmp_path / "models")
+    params.write_text(yaml.safe_dump(raw))
     assert main(["serve", "--params", str(params), "--model", "sft"]) == 2
     missing = tmp_path / "models" / "sft"
     expected = f"error: model directory {missing} not found; run dvc repro first"

@@ -77,7 +77,7 @@ class MicroBatcher:
     model is never called concurrently. A failed batch fails every request in it.
     """
 
-    def __init__(self, backend: BatchBackend, max_batch: int = 16, max_wait_ms: float = 10.0):
+    def __init__(self, backend: BatchBackend, max_batch: int, max_wait_ms: float):
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
         self.backend = backend
