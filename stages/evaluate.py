@@ -1,4 +1,5 @@
-"""DVC stage (foreach base/sft/dpo): IFEval generation and scoring -> metrics/ifeval_<model>.json."""
+"""DVC stage (foreach evaluate.models): IFEval generation and scoring ->
+metrics/ifeval/<model>.json."""
 
 import argparse
 

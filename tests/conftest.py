@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
+from pydantic import BaseModel
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -13,6 +16,34 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@functools.cache
+def repo_params() -> Any:
+    """The repository's params.yaml, validated. Tests build their configs from it (the only
+    source of defaults) and change what they need with :func:`updated`."""
+    from complexif.config import load_params
+
+    return load_params(REPO_ROOT / "params.yaml")
+
+
+def gen_params(max_new_tokens: int, **changes: Any) -> Any:
+    """A request's generation parameters for tests: greedy, one answer, seed 0, unless
+    ``changes`` say otherwise (the library has none: params.yaml or the API request gives them)."""
+    from complexif.llm.base import GenerationParams
+
+    greedy = {"temperature": 0.0, "top_p": 1.0, "seed": 0, "n": 1}
+    return GenerationParams(max_new_tokens=max_new_tokens, **{**greedy, **changes})
+
+
+def updated(model: M, **changes: Any) -> M:
+    """A validated copy of a config model with ``changes`` merged in (nested dicts merge, so
+    ``updated(cfg, lora={"r": 4})`` keeps the other LoRA keys)."""
+    from complexif.config import deep_merge
+
+    return type(model).model_validate(deep_merge(model.model_dump(), changes))
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +53,7 @@ def embedded_tokenizer_dir(tmp_path_factory) -> Path:
 
     from complexif.llm.model_source import resolve_source
 
-    src = resolve_source("embedded")
+    src = resolve_source("embedded", None)
     tok = AutoTokenizer.from_pretrained(src.path, gguf_file=src.gguf_file)
     out = tmp_path_factory.mktemp("tokenizer")
     tok.save_pretrained(out)

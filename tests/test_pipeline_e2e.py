@@ -95,7 +95,7 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
     for model in ("base", "sft", "dpo"):
-        m = json.loads((repo / f"metrics/ifeval_{model}.json").read_text())
+        m = json.loads((repo / f"metrics/ifeval/{model}.json").read_text())
         for key in (
             "prompt_level_strict_acc",
             "prompt_level_loose_acc",
@@ -158,7 +158,7 @@ def test_metrics_and_plots_are_visible_to_dvc(tiny_repo):
         _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout
     )
     files = next(iter(shown.values()))["data"]
-    assert {f"metrics/ifeval_{m}.json" for m in ("base", "sft", "dpo")} <= set(files)
+    assert {f"metrics/ifeval/{m}.json" for m in ("base", "sft", "dpo")} <= set(files)
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
     assert "ifeval_by_type" in plots and "train_sft_loss" in plots
 

@@ -197,7 +197,9 @@ def register_params(groups: Groups) -> None:
     )
     snap.add_argument("--lock", type=Path, default=Path("dvc.lock"), help="(default: %(default)s)")
     snap.set_defaults(handler=_params_snapshot)
-    show = commands.add_parser("show", help="validate params.yaml and print it with all defaults")
+    show = commands.add_parser(
+        "show", help="validate params.yaml (every problem on its own line) and print it as JSON"
+    )
     show.add_argument("--params", type=Path, default=Path("params.yaml"))
     show.set_defaults(handler=_params_show)
 

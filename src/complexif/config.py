@@ -1,46 +1,63 @@
-"""Typed view of ``params.yaml``: one strict model per section, defaults in one place.
+"""Typed view of ``params.yaml``: one strict model per section.
 
-Unknown keys are an error (``extra="forbid"``), so a typo in params.yaml fails loudly instead of
-silently falling back to a default.
+``params.yaml`` is the only source of defaults: every key it sets is a required field here (no
+second copy of a default that could disagree with it), unknown keys are an error
+(``extra="forbid"``) so a typo fails loudly, and types are strict (no string or boolean read as a
+number; a YAML int is accepted where a float is expected). :func:`load_params` reports every
+problem on its own line, naming the file and the dotted key.
 """
 
 from __future__ import annotations
 
 import copy
+import re
+import types
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 DEFAULT_PARAMS = Path("params.yaml")
 PIPELINE_MODELS = ("base", "sft", "dpo")
 
+Seed = typing.Annotated[int, Field(ge=0)]  # numpy (hence transformers' set_seed) needs >= 0
+Precision = Literal["auto", "float32", "bfloat16"]
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class PathsConfig(_Strict):
     """Every artifact path, written once here and referenced by dvc.yaml as ``${paths.*}``."""
 
-    models_dir: str = "models"
-    seeds: str = "data/seeds.jsonl"
-    instructions: str = "data/instructions.jsonl"
-    responses: str = "data/responses.jsonl"
-    corrections: str = "data/corrections.jsonl"
-    sft: str = "data/sft.jsonl"
-    dpo: str = "data/dpo.jsonl"
-    eval_dir: str = "data/eval"
-    metrics_dir: str = "metrics"
-    reports_dir: str = "reports"
-    gates_dir: str = "reports/gates"
-    expectations_dir: str = "expectations"
-    prompts_dir: str = "prompts"
-    ifeval_input: str = "data/benchmarks/ifeval/input_data.jsonl"
-    followbench_dir: str = "data/benchmarks/followbench"
+    models_dir: str = Field(min_length=1)
+    seeds: str = Field(min_length=1)
+    instructions: str = Field(min_length=1)
+    responses: str = Field(min_length=1)
+    corrections: str = Field(min_length=1)
+    sft: str = Field(min_length=1)
+    dpo: str = Field(min_length=1)
+    eval_dir: str = Field(min_length=1)
+    metrics_dir: str = Field(min_length=1)
+    reports_dir: str = Field(min_length=1)
+    gates_dir: str = Field(min_length=1)
+    expectations_dir: str = Field(min_length=1)
+    prompts_dir: str = Field(min_length=1)
+    ifeval_input: str = Field(min_length=1)
+    followbench_dir: str = Field(min_length=1)
     ledger_dir: str = Field(
-        "data/ledger", description="One failure ledger per LLM stage: <ledger_dir>/<stage>.jsonl"
+        min_length=1, description="One failure ledger per LLM stage: <ledger_dir>/<stage>.jsonl"
     )
 
     def model_dir(self, name: str) -> Path:
@@ -50,6 +67,11 @@ class PathsConfig(_Strict):
         """A role's model: a pipeline model (base/sft/dpo) is models/<name>; else a path/hub id."""
         return self.model_dir(name) if name in PIPELINE_MODELS else Path(name)
 
+    def ifeval_metrics(self, model: str) -> Path:
+        """An evaluated model's IFEval metrics. They share one directory, which the report
+        stage depends on, so DVC links it to every ``evaluate@<model>`` in evaluate.models."""
+        return Path(self.metrics_dir) / "ifeval" / f"{model}.json"
+
 
 class ModelConfig(_Strict):
     """Where the base model comes from.
@@ -58,45 +80,53 @@ class ModelConfig(_Strict):
     otherwise ``source`` is a Hugging Face hub id or a local directory.
     """
 
-    source: str = "embedded"
-    gguf_file: str | None = None
-    revision: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    source: str = Field(min_length=1)
+    gguf_file: str | None
+    revision: str | None
+    dtype: Literal["float32", "bfloat16", "float16"]
 
 
 class SeedSource(_Strict):
-    path: str
-    format: Literal["auto", "jsonl", "alpaca", "sharegpt"] = "auto"
+    path: str = Field(min_length=1)
+    format: Literal["auto", "jsonl", "alpaca", "sharegpt"]
+    # Optional per source: only a JSONL file whose text is not under a usual name needs it.
     field: str | None = None
 
 
 class SeedsConfig(_Strict):
-    sources: list[SeedSource] = Field(
-        default_factory=lambda: [SeedSource(path="data/seed_tasks.jsonl", format="jsonl")]
-    )
-    min_words: int = 3
-    max_words: int = 400
+    sources: list[SeedSource] = Field(min_length=1)
+    min_words: int = Field(ge=0)
+    max_words: int = Field(ge=1)
     near_dup_threshold: float | None = Field(
-        0.8, gt=0.0, le=1.0, description="null turns near-dup removal off"
+        gt=0.0, le=1.0, description="null turns near-dup removal off"
     )
-    decontam_ngram: int = Field(8, ge=3)
-    n: int | None = Field(100, description="How many seeds to keep (stratified); null keeps all.")
-    seed: int = 0
+    decontam_ngram: int = Field(ge=3)
+    n: int | None = Field(ge=0, description="How many seeds to keep (stratified); null keeps all.")
+    seed: Seed
+
+    @model_validator(mode="after")
+    def _check_word_range(self) -> SeedsConfig:
+        if self.min_words > self.max_words:
+            raise PydanticCustomError(
+                "word_range",
+                "min_words ({lo}) must be <= max_words ({hi}): no seed could pass",
+                {"lo": self.min_words, "hi": self.max_words},
+            )
+        return self
 
 
 class ComposeConfig(_Strict):
     # The paper's main data ("Comp") has 3-5 constraints per instruction; 1-2 is its "Atom" study.
     k_distribution: dict[int, float] = Field(
-        default_factory=lambda: {3: 1 / 3, 4: 1 / 3, 5: 1 / 3},
         description="weights over the number of constraints per instruction",
     )
-    per_seed: int = Field(1, ge=1, description="instructions composed from each seed")
+    per_seed: int = Field(ge=1, description="instructions composed from each seed")
     phrasings: str = Field(
-        "constraint_phrasings.yaml",
+        min_length=1,
         description="file in paths.prompts_dir with the phrasings of each constraint type",
     )
-    exclude_ids: list[str] = Field(default_factory=list)
-    seed: int = 0
+    exclude_ids: list[str]
+    seed: Seed
 
     @field_validator("k_distribution")
     @classmethod
@@ -112,31 +142,28 @@ class ComposeConfig(_Strict):
 
 
 class GenerationConfig(_Strict):
-    max_new_tokens: int = Field(256, ge=1)
+    max_new_tokens: int = Field(ge=1)
     batch_size: int = Field(
-        16, ge=1, description="Sequences decoded together (continuous: slots; static: batch)."
+        ge=1, description="Sequences decoded together (continuous: slots; static: batch)."
     )
     engine: Literal["continuous", "static"] = Field(
-        "continuous",
         description="Local models: continuous batching (Llama-family models; others fall back "
         "to static) or transformers' generate on fixed batches.",
     )
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto",
+    precision: Precision = Field(
         description="Local models: matrix products and KV cache; auto = bf16 on CUDA or a CPU "
         "with AVX512-BF16/AMX, else fp32.",
     )
     chunk_size: int | None = Field(
-        None,
         ge=1,
         description="Requests handed to a local model at once; their answers are cached when "
         "the chunk finishes. null: 8 x batch_size with the continuous engine (slots stay full "
         "while long answers finish), batch_size with static.",
     )
-    temperature: float = Field(0.0, ge=0.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    seed: int = 0
-    n: int = Field(1, ge=1, description="Samples per request (each its own cache entry).")
+    temperature: float = Field(ge=0.0)
+    top_p: float = Field(gt=0.0, le=1.0)
+    seed: Seed
+    n: int = Field(ge=1, description="Samples per request (each its own cache entry).")
 
     @property
     def resolved_chunk_size(self) -> int:
@@ -145,33 +172,69 @@ class GenerationConfig(_Strict):
         return self.batch_size * (8 if self.engine == "continuous" else 1)
 
 
+ENV_VAR_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+# Shapes of real keys (OpenAI sk-/sk-proj-, Anthropic sk-ant-, Hugging Face hf_, Google AIza,
+# JWTs), and any long mix of lower case and digits.
+_LOOKS_LIKE_KEY = re.compile(
+    r"^(sk-|sk_|pk-|rk-|hf_|AIza|eyJ|gsk_|xai-)|^(?=.*[a-z])(?=.*[0-9])[A-Za-z0-9_-]{24,}$"
+)
+
+
 class APIConfig(_Strict):
     """How to reach an OpenAI-compatible server (used when a role's ``backend`` is ``openai``)."""
 
-    base_url: str = "http://127.0.0.1:8000/v1"
+    base_url: str = Field(pattern=r"^https?://\S+$")
     api_key_env: str = Field(
-        "OPENAI_API_KEY",
         description="Environment variable (or .env entry) holding the key; never the key itself.",
     )
-    concurrency: int = Field(32, ge=1, description="Requests in flight at once.")
-    rpm: int | None = Field(None, ge=1, description="Requests per minute; null = no limit.")
+    concurrency: int = Field(ge=1, description="Requests in flight at once.")
+    rpm: int | None = Field(ge=1, description="Requests per minute; null = no limit.")
     tpm: int | None = Field(
-        None, ge=1, description="Tokens per minute (prompt estimate + max tokens); null = no limit."
+        ge=1, description="Tokens per minute (prompt estimate + max tokens); null = no limit."
     )
-    timeout_s: float = Field(60.0, gt=0.0)
-    max_retries: int = Field(6, ge=0, description="Retries on 429, 5xx, timeouts, bad bodies.")
-    backoff_base_s: float = Field(0.5, gt=0.0)
-    backoff_max_s: float = Field(60.0, gt=0.0)
+    timeout_s: float = Field(gt=0.0)
+    max_retries: int = Field(ge=0, description="Retries on 429, 5xx, timeouts, bad bodies.")
+    backoff_base_s: float = Field(gt=0.0)
+    backoff_max_s: float = Field(gt=0.0)
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _env_var_name(cls, v: str) -> str:
+        # The value is never echoed: if it is a pasted key, the error must not spread it further.
+        if _LOOKS_LIKE_KEY.search(v):
+            raise PydanticCustomError(
+                "secret_in_params",
+                "looks like an API key, not the name of an environment variable (value not "
+                "shown): put the key in the environment or in .env (llm.env_file) and set "
+                "api_key_env to that variable's name, e.g. OPENAI_API_KEY",
+            )
+        if not ENV_VAR_NAME.match(v):
+            raise PydanticCustomError(
+                "env_var_name",
+                "must be the name of an environment variable (A-Z, 0-9 and _, not starting "
+                "with a digit), e.g. OPENAI_API_KEY (value not shown)",
+            )
+        return v
+
+    @model_validator(mode="after")
+    def _check_backoff(self) -> APIConfig:
+        if self.backoff_max_s < self.backoff_base_s:
+            raise PydanticCustomError(
+                "backoff_range",
+                "backoff_max_s must be >= backoff_base_s (got {hi} < {lo})",
+                {"hi": self.backoff_max_s, "lo": self.backoff_base_s},
+            )
+        return self
 
 
 class LLMRoleConfig(_Strict):
     """One role's model (student, teacher, judge). ``model`` is a path, ``base``/``sft``/``dpo``
     (a pipeline model), or a hub id for ``transformers``; the served model's name for ``openai``."""
 
-    backend: Literal["transformers", "openai"] = "transformers"
-    model: str = "base"
-    generation: GenerationConfig = Field(default_factory=GenerationConfig)
-    api: APIConfig = Field(default_factory=APIConfig)
+    backend: Literal["transformers", "openai"]
+    model: str = Field(min_length=1)
+    generation: GenerationConfig
+    api: APIConfig
 
 
 def _one_sample(role: LLMRoleConfig, where: str) -> LLMRoleConfig:
@@ -183,7 +246,7 @@ def _one_sample(role: LLMRoleConfig, where: str) -> LLMRoleConfig:
 class RespondConfig(_Strict):
     # generation.n > 1: the student samples n answers per instruction (each its own row and cache
     # entry, seeded seed, seed+1, ...); every one is verified, passing ones become targets.
-    student: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
+    student: LLMRoleConfig
 
     @field_validator("student")
     @classmethod
@@ -197,22 +260,20 @@ class RespondConfig(_Strict):
 
 
 class CorrectConfig(_Strict):
-    strategy: Literal["none", "program", "teacher", "program_then_teacher"] = "program_then_teacher"
-    teacher: LLMRoleConfig = Field(default_factory=LLMRoleConfig)
+    strategy: Literal["none", "program", "teacher", "program_then_teacher"]
+    teacher: LLMRoleConfig
     max_rounds: int = Field(
-        3,
         ge=1,
         description="Correction rounds. A round applies every exact program repair (one constraint "
         "at a time, each re-verified), then one teacher fix per response still failing.",
     )
-    teacher_attempts_per_constraint: int = Field(1, ge=1)
+    teacher_attempts_per_constraint: int = Field(ge=1)
     teacher_output: Literal["text", "json"] = Field(
-        "text",
         description="text: the teacher's whole answer is the fix. json: it answers "
         '{"response": ...} (json_prompt_template), parsed robustly with one repair re-ask.',
     )
-    prompt_template: str = "fix_constraint.txt"
-    json_prompt_template: str = "fix_constraint_json.txt"
+    prompt_template: str = Field(min_length=1)
+    json_prompt_template: str = Field(min_length=1)
 
     @field_validator("teacher")
     @classmethod
@@ -221,102 +282,102 @@ class CorrectConfig(_Strict):
 
 
 class BuildDataConfig(_Strict):
-    curriculum: Literal["easy_to_hard", "shuffle", "none"] = "easy_to_hard"
+    curriculum: Literal["easy_to_hard", "shuffle", "none"]
     targets: Literal["verified", "all"] = Field(
-        "verified",
         description="verified: SFT targets pass every constraint (the method). all: every "
         "finished answer as written (the Generation baseline; no DPO pairs).",
     )
     max_targets_per_prompt: int = Field(
-        1, ge=1, description="distinct verified answers kept as SFT targets per instruction"
+        ge=1, description="distinct verified answers kept as SFT targets per instruction"
     )
     max_pairs_per_prompt: int = Field(
-        3,
         ge=1,
         description="DPO pairs per instruction; the student's original failing answer is "
         "always among them",
     )
-    seed: int = 0
+    seed: Seed
 
 
 class LoraConfig(_Strict):
-    r: int = 16
-    alpha: int = 32
-    dropout: float = 0.05
-    target_modules: list[str] | str = "all-linear"
+    r: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+    dropout: float = Field(ge=0.0, lt=1.0)
+    target_modules: list[str] | str = Field(min_length=1)
 
 
 class TrainCommon(_Strict):
     max_steps: int | None = Field(
-        30, ge=1, description="Optimizer steps; null trains for `epochs` passes over the data."
+        ge=1, description="Optimizer steps; null trains for `epochs` passes over the data."
     )
-    epochs: float = Field(1.0, gt=0.0, description="Passes over the data when max_steps is null.")
-    learning_rate: float = 2e-4
-    per_device_train_batch_size: int = 4
-    gradient_accumulation_steps: int = 1
-    max_length: int = 512
+    epochs: float = Field(gt=0.0, description="Passes over the data when max_steps is null.")
+    learning_rate: float = Field(gt=0.0)
+    per_device_train_batch_size: int = Field(ge=1)
+    gradient_accumulation_steps: int = Field(ge=1)
+    max_length: int = Field(ge=1)
     warmup_steps: float = Field(
-        0.0, ge=0.0, description="Int = steps; float in [0, 1) = ratio of max_steps."
+        ge=0.0, description="A ratio of all steps if in [0, 1), else a whole number of steps."
     )
-    lr_scheduler_type: str = "linear"
-    logging_steps: int = 1
+    lr_scheduler_type: str = Field(min_length=1)
+    logging_steps: int = Field(ge=1)
     activation_checkpointing: bool = Field(
-        False,
         description="Recompute activations in backward: less memory, ~30% slower. On for big models.",
     )
-    seed: int = 0
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
-        "auto",
+    seed: Seed
+    precision: Precision = Field(
         description="bfloat16: mixed precision (bf16 autocast, fp32 master weights); auto = bf16 "
         "on CUDA with bf16 or a CPU with AVX512-BF16/AMX, else fp32.",
     )
     padding_free: bool = Field(
-        True,
         description="Concatenate a batch's examples into one row (position ids keep them apart): "
         "no step computes padding. Examples longer than max_length keep their first max_length "
         "tokens, as with padding (TRL's truncation).",
     )
     finetune: Literal["lora", "full"] = Field(
-        "lora", description="lora: train a LoRA adapter (merged on save); full: every weight."
+        description="lora: train a LoRA adapter (merged on save); full: every weight."
     )
-    lora: LoraConfig = Field(default_factory=LoraConfig)
+    lora: LoraConfig
     checkpoint_steps: int | None = Field(
-        None,
         ge=1,
         description="Save a resumable checkpoint every N steps (under .cache/complexif/"
         "checkpoints); an interrupted run of the same stage, data and params resumes there. "
         "null: no checkpoints.",
     )
 
+    @field_validator("warmup_steps")
+    @classmethod
+    def _warmup_ratio_or_steps(cls, v: float) -> float:
+        if v >= 1.0 and not v.is_integer():
+            raise ValueError(f"must be a ratio in [0, 1) or a whole number of steps (got {v})")
+        return v
+
 
 class GeneralDataConfig(_Strict):
     """General chat data mixed into SFT to keep general ability (the papers mix e.g. ShareGPT)."""
 
     path: str = Field(
-        "data/general_chat.jsonl",
+        min_length=1,
         description="JSONL, one {messages: [...]} conversation per line (ratio 0: not used).",
     )
     ratio: float = Field(
-        0.0, ge=0.0, description="general rows per curated row (0.5: one general for two)"
+        ge=0.0, description="general rows per curated row (0.5: one general for two)"
     )
-    seed: int = 0
+    seed: Seed
 
 
 class SFTTrainConfig(TrainCommon):
-    general_data: GeneralDataConfig = Field(default_factory=GeneralDataConfig)
+    general_data: GeneralDataConfig
 
 
 class DPOTrainConfig(TrainCommon):
-    learning_rate: float = 5e-5
     padding_free: bool = Field(
-        False, description="Not supported by TRL's DPOTrainer (it pads); must stay false."
+        description="Not supported by TRL's DPOTrainer (it pads); must stay false."
     )
     start: Literal["sft", "base"] = Field(
-        "sft", description="The model DPO starts from (and its reference): the SFT model or base."
+        description="The model DPO starts from (and its reference): the SFT model or base."
     )
-    beta: float = 0.1
+    beta: float = Field(gt=0.0)
     sft_loss_weight: float = Field(
-        1.0, ge=0.0, description="Weight of the NLL loss on `chosen` added to the DPO loss."
+        ge=0.0, description="Weight of the NLL loss on `chosen` added to the DPO loss."
     )
 
     @field_validator("padding_free")
@@ -328,33 +389,50 @@ class DPOTrainConfig(TrainCommon):
 
 
 class TrainConfig(_Strict):
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    sft: SFTTrainConfig = Field(default_factory=SFTTrainConfig)
-    dpo: DPOTrainConfig = Field(default_factory=DPOTrainConfig)
+    device: Literal["auto", "cpu", "cuda"]
+    sft: SFTTrainConfig
+    dpo: DPOTrainConfig
 
 
 class IFEvalConfig(_Strict):
-    subset: int | None = Field(100, description="Stratified subset size; null = all 541 prompts.")
-    seed: int = 0
+    subset: int | None = Field(ge=1, description="Stratified subset size; null = all 541 prompts.")
+    seed: Seed
 
 
 class EvaluateConfig(_Strict):
-    models: list[str] = Field(default_factory=lambda: ["base", "sft", "dpo"])
-    ifeval: IFEvalConfig = Field(default_factory=IFEvalConfig)
-    generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig(batch_size=32))
+    models: list[str] = Field(min_length=1)
+    ifeval: IFEvalConfig
+    generation: GenerationConfig
+
+    @field_validator("models")
+    @classmethod
+    def _check_models(cls, v: list[str]) -> list[str]:
+        unknown = [m for m in v if m not in PIPELINE_MODELS]
+        if unknown:
+            raise ValueError(f"unknown model(s) {unknown}; expected some of base, sft, dpo")
+        if len(set(v)) != len(v):
+            raise ValueError(f"a model is listed twice: {v}")
+        return v
+
+    @field_validator("generation")
+    @classmethod
+    def _one_answer(cls, v: GenerationConfig) -> GenerationConfig:
+        if v.n != 1:
+            raise ValueError("evaluate.generation.n must be 1: IFEval scores one answer per prompt")
+        return v
 
 
 class PriceConfig(_Strict):
     """USD per million tokens."""
 
-    input: float = Field(0.0, ge=0.0)
-    output: float = Field(0.0, ge=0.0)
+    input: float = Field(ge=0.0)
+    output: float = Field(ge=0.0)
 
 
 class CacheConfig(_Strict):
-    enabled: bool = True
+    enabled: bool
     path: str = Field(
-        ".cache/complexif/llm.sqlite",
+        min_length=1,
         description="SQLite response cache, shared by every stage and run; not a DVC output.",
     )
 
@@ -362,39 +440,40 @@ class CacheConfig(_Strict):
 class LLMConfig(_Strict):
     """What every LLM call shares: the response cache, prices, the budget cap, failure policy."""
 
-    cache: CacheConfig = Field(default_factory=CacheConfig)
-    env_file: str = Field(".env", description="Read for API keys if present; never committed.")
+    cache: CacheConfig
+    env_file: str = Field(
+        min_length=1, description="Read for API keys if present; never committed."
+    )
     budget_usd: float | None = Field(
-        None, gt=0.0, description="Spend cap per stage run; the stage stops cleanly when reached."
+        gt=0.0, description="Spend cap per stage run; the stage stops cleanly when reached."
     )
     max_failure_fraction: float = Field(
-        0.5,
         ge=0.0,
         le=1.0,
         description="A stage whose ledgered failures exceed this fraction of its requests fails.",
     )
     prices: dict[str, PriceConfig] = Field(
-        default_factory=dict, description="Model name -> price; models not listed cost 0."
+        description="Model name -> price; models not listed cost 0."
     )
-    json_repair_template: str = "json_repair.txt"
-    progress: bool = True
+    json_repair_template: str = Field(min_length=1)
+    progress: bool
 
 
 class ServeConfig(_Strict):
     """Defaults of ``complexif serve`` (every flag overrides one of these)."""
 
-    model: str = "base"
-    name: str | None = Field(None, description="Model name clients ask for; default: model's.")
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
-    batch_size: int = Field(32, ge=1, description="Sequences decoded together.")
-    engine: Literal["continuous", "static"] = "continuous"
-    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+    model: str = Field(min_length=1)
+    name: str | None = Field(description="Model name clients ask for; null: as given in model.")
+    host: str = Field(min_length=1)
+    port: int = Field(ge=1, le=65535)
+    batch_size: int = Field(ge=1, description="Sequences decoded together.")
+    engine: Literal["continuous", "static"]
+    precision: Precision
     context_tokens: int = Field(
-        2048, ge=2, description="Continuous engine: prompt + answer tokens a request may use."
+        ge=2, description="Prompt + answer tokens a request may use (400 beyond)."
     )
     max_wait_ms: float = Field(
-        10.0, ge=0.0, description="Static engine: how long a request waits to fill its batch."
+        ge=0.0, description="Static engine: how long a request waits to fill its batch."
     )
     # Hardening (no code defaults: params.yaml is their only source).
     api_key_env: str = Field(
@@ -424,45 +503,254 @@ class ServeConfig(_Strict):
 
 
 class Params(_Strict):
-    paths: PathsConfig = Field(default_factory=PathsConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    seeds: SeedsConfig = Field(default_factory=SeedsConfig)
-    compose: ComposeConfig = Field(default_factory=ComposeConfig)
-    respond: RespondConfig = Field(default_factory=RespondConfig)
-    correct: CorrectConfig = Field(default_factory=CorrectConfig)
-    build_data: BuildDataConfig = Field(default_factory=BuildDataConfig)
-    train: TrainConfig = Field(default_factory=TrainConfig)
-    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
-    llm: LLMConfig = Field(default_factory=LLMConfig)
-    serve: ServeConfig = Field(default_factory=ServeConfig)
-
-    @model_validator(mode="after")
-    def _check_models(self) -> Params:
-        unknown = [m for m in self.evaluate.models if m not in PIPELINE_MODELS]
-        if unknown:
-            raise ValueError(
-                f"evaluate.models: unknown model(s) {unknown}; expected base, sft, dpo"
-            )
-        return self
+    paths: PathsConfig
+    model: ModelConfig
+    seeds: SeedsConfig
+    compose: ComposeConfig
+    respond: RespondConfig
+    correct: CorrectConfig
+    build_data: BuildDataConfig
+    train: TrainConfig
+    evaluate: EvaluateConfig
+    llm: LLMConfig
+    serve: ServeConfig
 
 
 class ConfigError(ValueError):
-    """params.yaml is malformed; the message names the file and the offending key."""
+    """A parameters file is malformed; one line per problem, naming the file, line and key."""
+
+
+def _section_model(annotation: Any) -> Any:
+    """What a field holds, for walking error locations and presets: a section's model class,
+    ``("list"|"dict", inner)`` for a container, or None for a plain value."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if origin is list and args:
+        return ("list", _section_model(args[0]))
+    if origin is dict and len(args) == 2:
+        return ("dict", _section_model(args[1]))
+    if origin in (typing.Union, types.UnionType):
+        if len(args) == 1:
+            return _section_model(args[0])
+    return None
+
+
+def section_fields(model: type[BaseModel]) -> dict[str, Any]:
+    """Each field of ``model`` with :func:`_section_model` of its annotation."""
+    return {name: _section_model(f.annotation) for name, f in model.model_fields.items()}
+
+
+def _dotted(loc: tuple[Any, ...]) -> tuple[str, ...]:
+    """A pydantic error location as params keys: union member tags and ``[key]`` markers,
+    which name types rather than keys, are dropped."""
+    parts: list[str] = []
+    node: Any = Params
+    for item in loc:
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            parts.append(str(item))
+            field = node.model_fields.get(str(item))
+            node = _section_model(field.annotation) if field is not None else None
+        elif isinstance(node, tuple):
+            parts.append(str(item))
+            node = node[1]
+        elif isinstance(item, int):
+            parts.append(str(item))
+    return tuple(parts)
+
+
+def kind_of(value: Any) -> str:
+    if value is None:
+        return "null"
+    kinds = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    return kinds.get(type(value), "a number" if isinstance(value, (int, float)) else "a value")
+
+
+_TYPE_WORDS = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "string_type": "a string",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping of keys",
+    "model_attributes_type": "a mapping of keys",
+    "none_required": "null",
+}
+
+
+_COMPARISONS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _message(err: Any, dotted: tuple[str, ...]) -> tuple[str, str]:
+    """The problem in words, and what was given (empty where it must not or need not show)."""
+    kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
+    if kind == "missing":
+        return "required key missing (params.yaml is the only source of defaults)", ""
+    if kind == "extra_forbidden":
+        return "unknown key (a typo?)", ""
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"])), ""  # our validators' messages carry values
+    if kind not in _BUILTIN_ERROR_TYPES:
+        return err["msg"], ""  # a PydanticCustomError: our own words, values included
+    if kind in _TYPE_WORDS:
+        msg = f"must be {_TYPE_WORDS[kind]}"
+    elif kind in _COMPARISONS:
+        msg = f"must be {_COMPARISONS[kind]} {_number(next(iter(ctx.values())))}"
+    elif kind == "too_short":
+        msg = "must not be empty"
+    elif kind == "literal_error":
+        msg = f"must be {ctx.get('expected')}"
+    elif kind == "string_pattern_mismatch" and dotted[-1:] == ("base_url",):
+        msg = "must be an http:// or https:// URL"
+    else:
+        msg = err["msg"]
+    # Never echo api_key_env (it may be a pasted key), nor a whole section.
+    if dotted[-1:] == ("api_key_env",):
+        return msg, ""
+    if isinstance(value, (str, int, float, bool)):
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        if kind in ("int_type", "float_type") and isinstance(value, str) and _numeric(value):
+            shown += ", text to YAML"
+            if "e" in value.lower() and "." not in value:
+                shown += ": write the exponent with a dot, as 3.0e-4"
+        return msg, shown
+    return msg, kind_of(value) if isinstance(value, (dict, list)) else ""
+
+
+def _builtin_error_types() -> frozenset[str]:
+    from pydantic_core.core_schema import ErrorType
+
+    return frozenset(typing.get_args(ErrorType))
+
+
+_BUILTIN_ERROR_TYPES = _builtin_error_types()
+
+
+class DuplicateKeyError(ValueError):
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(f"{line}: {message}")
+        self.line, self.message = line, message
+
+
+def key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """1-based line of every key in a YAML document, by its path (list items by index).
+
+    Raises :class:`DuplicateKeyError` for a key given twice in one mapping (YAML loaders keep
+    the last one silently, so the first value would be lost without a word)."""
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                sub = (*path, str(key.value))
+                if sub in lines:
+                    raise DuplicateKeyError(
+                        key.start_mark.line + 1,
+                        f"{'.'.join(sub)}: given twice (first at line {lines[sub]}); only one "
+                        "value can count",
+                    )
+                lines[sub] = key.start_mark.line + 1
+                walk(value, sub)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                lines[(*path, str(i))] = item.start_mark.line + 1
+                walk(item, (*path, str(i)))
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def line_of(lines: dict[tuple[str, ...], int], dotted: tuple[str, ...]) -> int | None:
+    """The line of ``dotted``, else of its nearest ancestor present in the file."""
+    for n in range(len(dotted), 0, -1):
+        if dotted[:n] in lines:
+            return lines[dotted[:n]]
+    return None
+
+
+def read_yaml_mapping(path: str | Path, what: str = "a mapping of sections") -> tuple[Any, str]:
+    """A YAML file's data and text. Unreadable, malformed or non-mapping files raise a one-line
+    :class:`ConfigError` naming the file (and the line, where YAML gives one)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    try:
+        data = yaml.safe_load(text)
+        key_lines(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: not valid YAML: {problem}") from None
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{path}:{exc.line}: {exc.message}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected {what} at the top level, got {kind_of(data)}")
+    return data, text
+
+
+def validation_problems(
+    exc: ValidationError, locate: typing.Callable[[tuple[str, ...]], str]
+) -> list[str]:
+    """One ``<where>: <dotted key>: <problem>`` line per problem; ``locate`` gives ``<where>``
+    (file and line) for a key. Alternatives of one union field are merged into one line."""
+    by_key: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    for err in exc.errors():
+        dotted = _dotted(err["loc"])
+        by_key.setdefault(dotted, []).append(_message(err, dotted))
+    out = []
+    for dotted, found in by_key.items():
+        msgs = list(dict.fromkeys(m for m, _ in found))
+        msg = msgs[0] + "".join(f" or {m.removeprefix('must be ')}" for m in msgs[1:])
+        if shown := found[0][1]:
+            msg += f" (got {shown})"
+        out.append(f"{locate(dotted)}: {'.'.join(dotted) or '(top level)'}: {msg}")
+    return out
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: not found (run from the project root)")
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw, text = read_yaml_mapping(path)
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{path}: invalid parameters"]
-        for err in exc.errors():
-            key = ".".join(str(p) for p in err["loc"])
-            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
-        raise ConfigError("\n".join(lines)) from None
+        lines = key_lines(text)
+
+        def locate(dotted: tuple[str, ...]) -> str:
+            line = line_of(lines, dotted)
+            return f"{path}:{line}" if line else str(path)
+
+        raise ConfigError("\n".join(validation_problems(exc, locate))) from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -474,11 +762,3 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
         else:
             out[key] = copy.deepcopy(value)
     return out
-
-
-def section(params: Params, *keys: str) -> dict[str, Any]:
-    """A params section as a plain dict (for MLflow logging)."""
-    node: Any = params
-    for key in keys:
-        node = getattr(node, key)
-    return node.model_dump(mode="json") if isinstance(node, BaseModel) else {"value": node}

@@ -3,23 +3,88 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from complexif.config import ConfigError, Params
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from complexif.config import (
+    ConfigError,
+    Params,
+    key_lines,
+    kind_of,
+    line_of,
+    read_yaml_mapping,
+    section_fields,
+    validation_problems,
+)
 from complexif.io import write_text
 
+Key = tuple[str, ...]
 
-def _merge_into(node: Any, override: dict[str, Any], where: str) -> None:
+
+def _represent_float(representer: Any, value: float) -> Any:
+    """Floats as YAML 1.1 reads them too (load_params and DVC must agree): ruamel writes 5e-06,
+    which YAML 1.1 takes for a string; 5.0e-06 is a float to both."""
+    if value != value or value in (float("inf"), float("-inf")):
+        text = ".nan" if value != value else (".inf" if value > 0 else "-.inf")
+    else:
+        text = repr(value)
+        if "e" in text and "." not in text.split("e")[0]:
+            mantissa, exponent = text.split("e")
+            text = f"{mantissa}.0e{exponent}"
+    return representer.represent_scalar("tag:yaml.org,2002:float", text)
+
+
+def _representer() -> type:
+    """ruamel's round-trip representer writing null as ``null`` and floats via
+    :func:`_represent_float`; a subclass, so other ruamel users in the process are unaffected."""
+    from ruamel.yaml.representer import RoundTripRepresenter
+
+    class Representer(RoundTripRepresenter):
+        pass
+
+    Representer.add_representer(
+        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
+    )
+    Representer.add_representer(float, _represent_float)
+    return Representer
+
+
+def _merge_into(
+    node: Any,
+    override: dict[Any, Any],
+    model: type[BaseModel],
+    path: Key,
+    where: Callable[[Key], str],
+    set_keys: set[Key],
+) -> None:
+    """Merge ``override`` into the params section ``node`` of schema ``model``.
+
+    Sections merge key by key; any other value (a number, a list, a mapping keyed by data such
+    as ``k_distribution`` or ``llm.prices``) is replaced whole. ``set_keys`` collects the keys
+    the preset set, so that a later validation error can point at the preset's line.
+    """
+    fields = section_fields(model)
     for key, value in override.items():
-        if key not in node:
-            raise ConfigError(f"{where}{key}: not a params.yaml key")
-        # A mapping keyed by numbers (k_distribution) is one value, replaced whole, not merged.
-        is_section = isinstance(node[key], dict) and all(isinstance(k, str) for k in node[key])
-        if isinstance(value, dict) and is_section:
-            _merge_into(node[key], value, f"{where}{key}.")
-        else:
-            node[key] = value
+        sub = (*path, str(key))
+        dotted = ".".join(sub)
+        if str(key) not in fields or not isinstance(key, str):
+            raise ConfigError(f"{where(sub)}: {dotted}: not a params.yaml key")
+        inner = fields[key]
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            if not isinstance(value, dict):
+                raise ConfigError(
+                    f"{where(sub)}: {dotted}: is a section, so the preset must give a mapping "
+                    f"of its keys, not {kind_of(value)}"
+                )
+            if isinstance(node.get(key), dict):
+                _merge_into(node[key], value, inner, sub, where, set_keys)
+                continue
+        node[key] = value
+        set_keys.add(sub)
 
 
 def apply_preset(
@@ -27,27 +92,48 @@ def apply_preset(
 ) -> Path:
     """Merge ``preset`` into ``params_path`` and write the result (atomically) to ``output``.
 
-    The merged file is validated against the params schema before anything is written.
+    The merged file is validated against the params schema before anything is written, so on
+    any error (unreadable or malformed YAML, a list where a section belongs, an unknown key, an
+    invalid value) nothing changes; the :class:`ConfigError` names the file and line at fault.
     """
     from ruamel.yaml import YAML
 
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.representer.add_representer(
-        type(None), lambda rep, _: rep.represent_scalar("tag:yaml.org,2002:null", "null")
-    )
     preset, params_path = Path(preset), Path(params_path)
-    base = yaml.load(params_path.read_text(encoding="utf-8"))
-    override = YAML(typ="safe").load(preset.read_text(encoding="utf-8")) or {}
-    _merge_into(base, override, f"{preset}: ")
+    override, preset_text = read_yaml_mapping(preset, "a mapping of params sections")
+    _, params_text = read_yaml_mapping(params_path)
+    preset_lines, params_lines = key_lines(preset_text), key_lines(params_text)
+
+    def in_preset(key: Key) -> str:
+        line = line_of(preset_lines, key)
+        return f"{preset}:{line}" if line else str(preset)
+
+    rt = YAML()
+    rt.Representer = _representer()
+    rt.preserve_quotes = True
+    rt.indent(mapping=2, sequence=4, offset=2)
+    base = rt.load(params_text)
+    set_keys: set[Key] = set()
+    _merge_into(base, override, Params, (), in_preset, set_keys)
     buf = io.StringIO()
-    yaml.dump(base, buf)
+    rt.dump(base, buf)
     text = buf.getvalue()
+
+    def locate(key: Key) -> str:
+        # A bad value the preset set (or one inside a value it replaced) is the preset's fault;
+        # anything else was already in the params file.
+        for n in range(len(key), 0, -1):
+            if key[:n] in set_keys:
+                return in_preset(key[:n])
+        if key and (below := sorted(k for k in set_keys if k[: len(key)] == key)):
+            return in_preset(below[0])
+        line = line_of(params_lines, key)
+        return f"{params_path}:{line}" if line else str(params_path)
+
     try:
-        Params.model_validate(YAML(typ="safe").load(text))
-    except Exception as exc:  # pydantic's message already names the key
-        raise ConfigError(f"{preset}: the merged parameters are invalid:\n{exc}") from None
+        # Read back as load_params will read it.
+        Params.model_validate(yaml.safe_load(text))
+    except ValidationError as exc:
+        raise ConfigError("\n".join(validation_problems(exc, locate))) from None
     out = Path(output) if output else params_path
     write_text(out, text)
     return out

@@ -30,7 +30,9 @@ def _training_prompts() -> list[dict]:
         {"id": s["id"], "text": s["instruction"]}
         for s in read_jsonl(ROOT / "data/seed_tasks.jsonl")
     ]
-    return compose_instructions(seeds, PB, {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}, per_seed=3, seed=1)
+    return compose_instructions(
+        seeds, PB, {1: 1, 2: 1, 3: 1, 4: 1, 5: 1}, per_seed=3, exclude_ids=(), seed=1
+    )
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_removes_embedded_benchmark_sentences_keeps_unrelated(
         seed("c", "Write a limerick about a forgetful gardener who keeps losing her trowel."),
         seed("d", "Explain how a vegetable garden can be planned for a small balcony."),
     ]
-    clean, removed = decontaminate(seeds, mini_prompts)
+    clean, removed = decontaminate(seeds, mini_prompts, n=8)
     assert [s.id for s in clean] == ["c", "d"]
     by_id = {c.seed.id: c for c in removed}
     assert (by_id["a"].benchmark, by_id["a"].benchmark_id) == ("ifeval", "9001")
@@ -99,7 +99,7 @@ def test_exact_containment_either_way_for_short_texts(mini_prompts: list[Benchma
         seed("too-short", "Describe your ideal"),  # 3 words: phrasing, not contamination
         seed("partial", "Name seven rivers in South Africa and their lengths."),
     ]
-    clean, removed = decontaminate(seeds, mini_prompts)
+    clean, removed = decontaminate(seeds, mini_prompts, n=8)
     assert [s.id for s in clean] == ["too-short", "partial"]
     reasons = {c.seed.id: (c.reason, c.benchmark_id) for c in removed}
     assert reasons == {
@@ -113,21 +113,21 @@ def test_ratio_rule_catches_short_overlap_when_min_matches_is_raised(
 ) -> None:
     # 9 words -> two 8-grams, one shared with IFEval 9002.
     s = seed("r", "Do not use any commas in your response, friend.")
-    assert decontaminate([s], mini_prompts).removed[0].reason == NGRAM_OVERLAP
-    res = decontaminate([s], mini_prompts, min_matches=3)
+    assert decontaminate([s], mini_prompts, n=8).removed[0].reason == NGRAM_OVERLAP
+    res = decontaminate([s], mini_prompts, n=8, min_matches=3)
     assert res.removed[0].reason == NGRAM_RATIO and res.removed[0].overlap == 0.5
-    assert decontaminate([s], mini_prompts, min_matches=3, overlap_ratio=0.6).clean == [s]
-    assert decontaminate([s], mini_prompts, min_matches=3, overlap_ratio=None).clean == [s]
+    assert decontaminate([s], mini_prompts, n=8, min_matches=3, overlap_ratio=0.6).clean == [s]
+    assert decontaminate([s], mini_prompts, n=8, min_matches=3, overlap_ratio=None).clean == [s]
 
 
 def test_ngram_size_is_configurable_and_index_reusable(mini_prompts: list[BenchmarkPrompt]) -> None:
     s = seed("x", "Can you tell me how to prepare a vegetable curry instead?")
-    assert decontaminate([s], mini_prompts).clean == [s]  # no shared 8-gram
+    assert decontaminate([s], mini_prompts, n=8).clean == [s]  # no shared 8-gram
     index = BenchmarkIndex(mini_prompts, n=5)
-    removed = decontaminate([s], index).removed
+    removed = decontaminate([s], index, n=5).removed
     assert removed and removed[0].matched_ngram == "tell me how to prepare"
     with pytest.raises(ValueError):
-        decontaminate([s], mini_prompts, min_matches=0)
+        decontaminate([s], mini_prompts, n=8, min_matches=0)
 
 
 def test_benchmark_loading_errors_name_file_and_line(tmp_path: Path) -> None:
@@ -166,7 +166,7 @@ def test_extra_benchmark_files(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def real_index() -> BenchmarkIndex:
     prompts = load_benchmark_prompts(ifeval_path(), FOLLOWBENCH_DIR)
-    return BenchmarkIndex(prompts)
+    return BenchmarkIndex(prompts, n=8)
 
 
 def test_real_benchmarks_load(real_index: BenchmarkIndex) -> None:
@@ -193,7 +193,7 @@ def test_real_prompts_embedded_in_seeds_are_removed(real_index: BenchmarkIndex) 
         seed("followbench", f"Hello! {fb_instruction}"),
         seed("clean", "Describe how a beekeeper inspects a hive in early spring."),
     ]
-    clean, removed = decontaminate(seeds, real_index)
+    clean, removed = decontaminate(seeds, real_index, n=8)
     assert [s.id for s in clean] == ["clean"]
     hits = {c.seed.id: (c.benchmark, c.benchmark_id) for c in removed}
     assert hits["ifeval"] == ("ifeval", "1000")

@@ -7,19 +7,21 @@ from collections.abc import Sequence
 
 import pytest
 
-from complexif.curation.discrimination import (
-    CorrectionSettings,
-    correct_all,
-    start_trajectory,
-    summarize,
-)
+from complexif.curation.correct import correction_settings
+from complexif.curation.discrimination import correct_all, start_trajectory, summarize
 from complexif.curation.training_data import build_dpo, build_sft
 from complexif.llm.base import ChatRequest, ChatResponse
 from complexif.llm.prompts import PromptTemplate
+from tests.conftest import repo_params, updated
 
 TEMPLATE = PromptTemplate(
     "fix.txt", "Instruction: $instruction\nAnswer: $response\nFix: $constraint"
 )
+
+
+def _settings(strategy, **changes):
+    cfg = updated(repo_params().correct, strategy=strategy, max_rounds=8, **changes)
+    return correction_settings(cfg)
 
 
 class ScriptedTeacher:
@@ -54,7 +56,7 @@ def test_program_repairs_fix_failures_one_at_a_time_and_each_fix_is_verified():
     def no_teacher():
         raise AssertionError("the teacher must not be loaded when programs fix everything")
 
-    correct_all([traj], CorrectionSettings(strategy="program"), TEMPLATE, teacher=no_teacher)
+    correct_all([traj], _settings("program"), TEMPLATE, teacher=no_teacher)
     assert traj.verified
     steps = traj.accepted_chain()
     assert [a.method for a in steps] == ["initial", "program", "program"]
@@ -74,7 +76,7 @@ def test_a_teacher_fix_that_breaks_a_passing_constraint_is_rejected():
     assert traj.attempts[0].verdicts == [True, False]
     # The teacher adds the keyword but also capitalises: target passes, a passing one now fails.
     teacher = ScriptedTeacher(["Cats have WHISKERS."])
-    settings = CorrectionSettings(strategy="teacher", teacher_attempts_per_constraint=1)
+    settings = _settings("teacher", teacher_attempts_per_constraint=1)
     correct_all([traj], settings, TEMPLATE, teacher=lambda: teacher)
     assert not traj.verified
     assert traj.attempts[-1].method == "teacher" and traj.attempts[-1].accepted is False
@@ -92,7 +94,7 @@ def test_teacher_requests_are_batched_per_round_and_accepted_when_they_verify():
     rounds = []
     correct_all(
         trajs,
-        CorrectionSettings(strategy="teacher"),
+        _settings("teacher"),
         TEMPLATE,
         teacher=lambda: teacher,
         on_round=lambda r, s: rounds.append((r, s)),
@@ -112,7 +114,7 @@ def test_strategy_without_teacher_factory_is_an_error():
         "a", _instruction(["keywords:existence"], [{"keywords": ["moon"]}]), "x"
     )
     with pytest.raises(ValueError, match="teacher"):
-        correct_all([traj], CorrectionSettings(strategy="teacher"), TEMPLATE, teacher=None)
+        correct_all([traj], _settings("teacher"), TEMPLATE, teacher=None)
 
 
 def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
@@ -131,16 +133,17 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
         "hello there my friend",
     )
     trajs = [fixed, already_ok, stuck]
-    correct_all(trajs, CorrectionSettings(strategy="program"), TEMPLATE)
+    correct_all(trajs, _settings("program"), TEMPLATE)
     records = [t.to_record() for t in trajs]
     for rec in records:
         rec["instruction_id"] = rec["instruction_id"] + rec["id"]
 
-    sft = build_sft(records)
+    b = repo_params().build_data
+    sft = build_sft(records, "easy_to_hard", b.seed, "verified", 1)
     assert [r["correction_id"] for r in sft] == ["r2", "r1"]  # easy (1 constraint) before hard (2)
     assert sft[1]["messages"][-1] == {"role": "assistant", "content": "cats dogs and birds."}
 
-    dpo = build_dpo(records, max_pairs_per_prompt=5)
+    dpo = build_dpo(records, 5, "easy_to_hard", b.seed)
     assert {p["correction_id"] for p in dpo} == {"r1"}
     assert len(dpo) == 2  # the original answer and the half-fixed one
     for pair in dpo:
@@ -148,7 +151,7 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
         assert pair["rejected"][0]["content"] != pair["chosen"][0]["content"]
         assert pair["rejected_failed"]
     # With room for one pair only, it is the student's original answer.
-    (only,) = build_dpo(records, max_pairs_per_prompt=1)
+    (only,) = build_dpo(records, 1, "easy_to_hard", b.seed)
     assert only["rejected_step"] == 0
     assert only["rejected"][0]["content"] == "Cats, Dogs, and Birds."
 

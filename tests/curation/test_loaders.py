@@ -124,14 +124,14 @@ def test_sniff_format(name: str, expected: str) -> None:
 
 
 def test_load_seeds_auto_matches_explicit_loaders() -> None:
-    assert load_seeds(FIX / "alpaca.json") == load_alpaca_seeds(FIX / "alpaca.json")
+    assert load_seeds(FIX / "alpaca.json", "auto") == load_alpaca_seeds(FIX / "alpaca.json")
     assert load_seeds(FIX / "sharegpt.json", format="sharegpt") == load_sharegpt_seeds(
         FIX / "sharegpt.json"
     )
-    assert load_seeds(FIX / "plain.jsonl") == load_jsonl_seeds(FIX / "plain.jsonl")
-    assert load_seeds(FIX / "custom_field.jsonl", field_name="question").records[0].text == (
-        "How do magnets attract iron filings?"
-    )
+    assert load_seeds(FIX / "plain.jsonl", "auto") == load_jsonl_seeds(FIX / "plain.jsonl")
+    assert load_seeds(FIX / "custom_field.jsonl", "auto", field_name="question").records[
+        0
+    ].text == ("How do magnets attract iron filings?")
 
 
 def test_load_seeds_rejects_unknown_format_and_undetectable_arrays(tmp_path: Path) -> None:
@@ -140,12 +140,12 @@ def test_load_seeds_rejects_unknown_format_and_undetectable_arrays(tmp_path: Pat
     odd = tmp_path / "odd.json"
     odd.write_text('[{"question": "no known keys"}]', encoding="utf-8")
     with pytest.raises(DataError, match=r"odd\.json:1: cannot detect seed format"):
-        load_seeds(odd)
+        load_seeds(odd, "auto")
 
 
 def test_missing_file_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="file not found"):
-        load_seeds(tmp_path / "nope.json")
+        load_seeds(tmp_path / "nope.json", "auto")
 
 
 @pytest.mark.parametrize(
@@ -181,10 +181,10 @@ def test_bad_id_and_category_types_are_rejected(tmp_path: Path) -> None:
     p = tmp_path / "ids.jsonl"
     p.write_text('{"instruction": "ok", "id": true}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"ids\.jsonl:1: field 'id' must be str or int, got bool"):
-        load_seeds(p)
+        load_seeds(p, "auto")
     p.write_text('{"instruction": "ok", "category": ["a"]}\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"ids\.jsonl:1: field 'category' must be str, got list"):
-        load_seeds(p)
+        load_seeds(p, "auto")
 
 
 def test_iter_json_array_line_numbers_match_json_load(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from collections import Counter
 
 import pytest
 
+from complexif.curation import seeds
 from complexif.curation.loaders import LoadResult, SeedRecord, SkipReason, normalize_text
 from complexif.curation.seeds import (
     EXACT_DUP,
@@ -17,12 +18,23 @@ from complexif.curation.seeds import (
     TOO_SHORT,
     SeedReport,
     ascii_letter_ratio,
-    filter_seeds,
     jaccard,
     near_duplicate_pairs,
     sample_seeds,
     word_shingles,
 )
+from tests.conftest import repo_params
+
+
+def filter_seeds(records, **changes):
+    """The filter as the seeds stage runs it (params.yaml's seeds section), with ``changes``."""
+    cfg = repo_params().seeds
+    kwargs = {
+        "min_words": cfg.min_words,
+        "max_words": cfg.max_words,
+        "near_dup_threshold": cfg.near_dup_threshold,
+    }
+    return seeds.filter_seeds(records, **{**kwargs, **changes})
 
 
 def rec(i: int | str, text: str, category: str | None = None) -> SeedRecord:
@@ -82,7 +94,8 @@ def test_near_dup_threshold_and_disabling() -> None:
     b = rec(2, "Plan a three day trip to Rome for a family with two teenage children in spring")
     sim = jaccard(word_shingles(normalize_text(a.text)), word_shingles(normalize_text(b.text)))
     assert 0.5 < sim < 0.8
-    assert len(filter_seeds([a, b]).kept) == 2  # default 0.8: different enough
+    assert repo_params().seeds.near_dup_threshold == 0.8
+    assert len(filter_seeds([a, b]).kept) == 2  # 0.8: different enough
     kept, dropped = filter_seeds([a, b], near_dup_threshold=0.5)
     assert [r.id for r in kept] == ["s1"] and dropped[0].reason == NEAR_DUP
     assert len(filter_seeds([a, b], near_dup_threshold=None).kept) == 2
@@ -177,12 +190,12 @@ def test_sample_gives_every_stratum_one_when_room_and_handles_edges() -> None:
     ]
     got = Counter(r.category for r in sample_seeds(records, 8, seed=0))
     assert got == {"big": 5, "x": 1, "y": 1, None: 1}
-    assert sample_seeds(records, 1000) == records
-    assert sample_seeds(records, 0) == []
-    assert len(sample_seeds(records, 10, stratify_by=None)) == 10
+    assert sample_seeds(records, 1000, seed=0) == records
+    assert sample_seeds(records, 0, seed=0) == []
+    assert len(sample_seeds(records, 10, seed=0, stratify_by=None)) == 10
     assert len(sample_seeds(records, 2, seed=0)) == 2  # fewer slots than strata
     with pytest.raises(ValueError, match="not a SeedRecord field"):
-        sample_seeds(records, 5, stratify_by="colour")
+        sample_seeds(records, 5, seed=0, stratify_by="colour")
 
 
 def test_allocation_sums_to_n_for_many_shapes() -> None:

@@ -12,6 +12,7 @@ from complexif.curation.decontaminate import decontaminate, load_benchmark_promp
 from complexif.curation.loaders import SeedRecord, load_seeds
 from complexif.curation.seeds import filter_seeds
 from complexif.io import read_jsonl
+from tests.conftest import repo_params
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = ROOT / "data" / "seed_tasks.jsonl"
@@ -37,7 +38,7 @@ CATEGORIES = {
 
 @pytest.fixture(scope="module")
 def records() -> list[SeedRecord]:
-    res = load_seeds(SEEDS)
+    res = load_seeds(SEEDS, "jsonl")
     assert res.skipped == []
     return res.records
 
@@ -94,7 +95,7 @@ def test_shipped_seeds_are_clean_against_ifeval_and_followbench(records: list[Se
     if ifeval is None:
         pytest.skip("IFEval input_data.jsonl not available")
     prompts = load_benchmark_prompts(ifeval, ROOT / "data" / "benchmarks" / "followbench")
-    clean, removed = decontaminate(records, prompts)
+    clean, removed = decontaminate(records, prompts, n=repo_params().seeds.decontam_ngram)
     assert [(c.seed.id, c.benchmark, c.benchmark_id, c.matched_ngram) for c in removed] == []
     assert len(clean) == len(records)
 
@@ -112,5 +113,5 @@ def test_shipped_general_chat_is_clean_against_the_benchmarks() -> None:
         ROOT / "data" / "benchmarks" / "ifeval" / "input_data.jsonl",
         ROOT / "data" / "benchmarks" / "followbench",
     )
-    clean, removed = decontaminate(texts, prompts)
+    clean, removed = decontaminate(texts, prompts, n=repo_params().seeds.decontam_ngram)
     assert [(c.seed.id, c.benchmark_id, c.matched_ngram) for c in removed] == []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from complexif.config import GenerationConfig
-from complexif.curation.discrimination import CorrectionSettings, correct_all, start_trajectory
+from complexif.curation.correct import correction_settings
+from complexif.curation.discrimination import correct_all, start_trajectory
 from complexif.curation.respond import respond_all
 from complexif.curation.training_data import build_dpo, build_sft
 from complexif.llm.base import ChatResponse
 from complexif.llm.prompts import PromptTemplate
+from tests.conftest import repo_params, updated
 
 TEMPLATE = PromptTemplate("fix.txt", "$instruction $response $constraint")
 IDS = ["change_case:english_lowercase", "keywords:existence"]
@@ -19,6 +20,22 @@ INSTRUCTION = {
     "kwargs": KWARGS,
     "descriptions": ["Write in lowercase.", "Mention the moon."],
 }
+
+
+def _settings(strategy):
+    return correction_settings(updated(repo_params().correct, strategy=strategy, max_rounds=8))
+
+
+def _sft(corrections, max_targets_per_prompt=1, targets="verified"):
+    b = repo_params().build_data
+    return build_sft(corrections, b.curriculum, b.seed, targets, max_targets_per_prompt)
+
+
+def _dpo(corrections, max_pairs_per_prompt):
+    b = repo_params().build_data
+    return build_dpo(corrections, max_pairs_per_prompt, b.curriculum, b.seed)
+
+
 # Four sampled answers of one instruction: (answer, finish reason).
 SAMPLES = [
     ("The Moon rises over the hills.", "stop"),  # fails lowercase: a program fixes it
@@ -33,7 +50,7 @@ def _corrections():
         start_trajectory(f"res-{i}", INSTRUCTION, text, finish)
         for i, (text, finish) in enumerate(SAMPLES)
     ]
-    correct_all(trajs, CorrectionSettings(strategy="program"), TEMPLATE)
+    correct_all(trajs, _settings("program"), TEMPLATE)
     return [t.to_record() for t in trajs]
 
 
@@ -41,17 +58,17 @@ def test_passing_samples_are_targets_and_failing_ones_rejected():
     corrections = _corrections()
     assert [c["status"] for c in corrections] == ["verified", "verified", "unresolved", "verified"]
 
-    (sft,) = build_sft(corrections)
+    (sft,) = _sft(corrections)
     assert sft["messages"][-1]["content"] == "the moon is bright tonight."  # passed as sampled
     assert sft["finish_reason"] == "stop"
-    two = build_sft(corrections, max_targets_per_prompt=4)
+    two = _sft(corrections, max_targets_per_prompt=4)
     # The repaired answer is a target too; the cut-off one never is.
     assert {r["messages"][-1]["content"] for r in two} == {
         "the moon is bright tonight.",
         "the moon rises over the hills.",
     }
 
-    dpo = build_dpo(corrections, max_pairs_per_prompt=5)
+    dpo = _dpo(corrections, max_pairs_per_prompt=5)
     assert {p["chosen"][0]["content"] for p in dpo} == {"the moon is bright tonight."}
     # Every sample's failing original answer first (sample order), then the failing answers
     # the corrections passed through ("Stars..." lowercased still lacks the keyword).
@@ -71,7 +88,7 @@ def test_passing_samples_are_targets_and_failing_ones_rejected():
 def test_the_original_answer_survives_the_pair_cap():
     # Only the repaired sample is verified: its own original answer must be the one pair kept.
     corrections = [c for c in _corrections() if c["id"] in ("res-0", "res-2")]
-    (pair,) = build_dpo(corrections, max_pairs_per_prompt=1)
+    (pair,) = _dpo(corrections, max_pairs_per_prompt=1)
     assert pair["chosen"][0]["content"] == "the moon rises over the hills."
     assert pair["rejected"][0]["content"] == "The Moon rises over the hills."
     assert pair["rejected_step"] == 0
@@ -82,12 +99,12 @@ def test_generation_baseline_trains_on_answers_as_written():
         start_trajectory(f"res-{i}", INSTRUCTION, text, finish)
         for i, (text, finish) in enumerate(SAMPLES)
     ]
-    correct_all(trajs, CorrectionSettings(strategy="none"), TEMPLATE)
+    correct_all(trajs, _settings("none"), TEMPLATE)
     corrections = [t.to_record() for t in trajs]
     assert [len(c["trajectory"]) for c in corrections] == [1, 1, 1, 1]  # verified, not fixed
     texts = [
         r["messages"][-1]["content"]
-        for r in build_sft(corrections, targets="all", max_targets_per_prompt=4)
+        for r in _sft(corrections, targets="all", max_targets_per_prompt=4)
     ]
     assert sorted(texts) == sorted(t for t, finish in SAMPLES if finish == "stop")
 
@@ -111,7 +128,7 @@ class SeededStudent:
 
 def test_respond_samples_n_answers_each_its_own_row_and_seed():
     student = SeededStudent()
-    gen = GenerationConfig(n=3, temperature=0.8, seed=10)
+    gen = updated(repo_params().respond.student.generation, n=3, temperature=0.8, seed=10)
     rows, failures = respond_all(student, [INSTRUCTION, {**INSTRUCTION, "id": "ins-2"}], gen)
     assert not failures
     assert sorted(student.seeds) == [10, 10, 11, 11, 12, 12]

@@ -17,6 +17,11 @@ VOCAB = 97
 EOS = 3
 
 
+def _req(prompt, max_new_tokens, temperature=0.0, top_p=1.0, seed=0) -> SeqRequest:
+    """A request, greedy unless the test samples (the engine itself has no defaults)."""
+    return SeqRequest(prompt, max_new_tokens, temperature, top_p, seed)
+
+
 def _tiny(model_type: str, seed: int = 0):
     import transformers
 
@@ -100,7 +105,7 @@ def test_greedy_answers_equal_transformers_generate_under_continuous_batching(mo
     max_new = [3, 17, 9, 30, 1, 12, 25, 6, 30, 2, 14, 8]
     # Fewer slots than prompts: finished sequences hand their slots on, the tail is compacted.
     batcher = ContinuousBatcher(model, [EOS], n_slots=4, capacity=64, prefill_tokens=40)
-    results = batcher.run([SeqRequest(tuple(p), m) for p, m in zip(prompts, max_new, strict=True)])
+    results = batcher.run([_req(tuple(p), m) for p, m in zip(prompts, max_new, strict=True)])
     with torch.inference_mode():
         expected = [_hf_greedy(model, p, m) for p, m in zip(prompts, max_new, strict=True)]
     assert [list(r.tokens) for r in results] == expected
@@ -114,7 +119,7 @@ def test_greedy_answers_equal_transformers_generate_under_continuous_batching(mo
 def test_compaction_moves_live_sequences_without_changing_them():
     model = _tiny("llama", seed=1)
     prompts = _prompts(3, seed=2)
-    requests = [SeqRequest(tuple(p), m) for p, m in zip(prompts, [2, 25, 30], strict=True)]
+    requests = [_req(tuple(p), m) for p, m in zip(prompts, [2, 25, 30], strict=True)]
     one_at_a_time = ContinuousBatcher(model, [], n_slots=1, capacity=64).run(requests)
     batcher = ContinuousBatcher(model, [], n_slots=3, capacity=64)
     done: dict[int, object] = {}
@@ -130,17 +135,17 @@ def test_compaction_moves_live_sequences_without_changing_them():
 def test_an_answer_does_not_depend_on_its_batch_or_its_admission_time():
     model = _tiny("llama", seed=3)
     prompts = _prompts(9, seed=5)
-    greedy = SeqRequest(tuple(prompts[0]), 20)
-    sampled = SeqRequest(tuple(prompts[1]), 20, temperature=0.9, top_p=0.8, seed=42)
+    greedy = _req(tuple(prompts[0]), 20)
+    sampled = _req(tuple(prompts[1]), 20, temperature=0.9, top_p=0.8, seed=42)
     alone = ContinuousBatcher(model, [EOS], n_slots=2, capacity=64).run([greedy, sampled])
     crowd = [
-        SeqRequest(tuple(p), 15, temperature=t)
+        _req(tuple(p), 15, temperature=t)
         for p, t in zip(prompts[2:], [0.0, 1.0] * 3 + [0.0], strict=True)
     ]
     busy = ContinuousBatcher(model, [EOS], n_slots=3, capacity=64).run([*crowd, sampled, greedy])
     assert busy[-1] == alone[0]
     assert busy[-2] == alone[1]
-    other_seed = SeqRequest(sampled.prompt, 20, temperature=0.9, top_p=0.8, seed=43)
+    other_seed = _req(sampled.prompt, 20, temperature=0.9, top_p=0.8, seed=43)
     assert ContinuousBatcher(model, [EOS], n_slots=1, capacity=64).run([other_seed]) != [alone[1]]
 
 
@@ -148,19 +153,19 @@ def test_requests_that_cannot_fit_are_refused_and_cancelled_ones_free_their_slot
     model = _tiny("llama")
     batcher = ContinuousBatcher(model, [EOS], n_slots=1, capacity=32)
     with pytest.raises(ValueError, match="exceeds the context of 32 tokens"):
-        batcher.submit(SeqRequest(tuple(range(4, 24)), 13), lambda r: None)
+        batcher.submit(_req(tuple(range(4, 24)), 13), lambda r: None)
     with pytest.raises(ValueError, match="empty prompt"):
-        batcher.submit(SeqRequest((), 4), lambda r: None)
+        batcher.submit(_req((), 4), lambda r: None)
     done: list = []
-    first = batcher.submit(SeqRequest((5, 6, 7), 20), done.append)
-    batcher.submit(SeqRequest((8, 9), 2), done.append)
+    first = batcher.submit(_req((5, 6, 7), 20), done.append)
+    batcher.submit(_req((8, 9), 2), done.append)
     batcher.step()  # the first holds the only slot
     batcher.cancel(first)
     while batcher.busy:
         batcher.step()
     assert len(done) == 1 and done[0].prompt_tokens == 2
     # run() grows the cache to fit its requests.
-    [long] = batcher.run([SeqRequest(tuple(range(4, 44)), 10)])
+    [long] = batcher.run([_req(tuple(range(4, 44)), 10)])
     assert batcher.capacity >= 50 and long.prompt_tokens == 40
 
 

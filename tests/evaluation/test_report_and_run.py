@@ -3,11 +3,10 @@ import json
 
 import pytest
 
-from complexif.config import EvaluateConfig, GenerationConfig, IFEvalConfig, PathsConfig
 from complexif.evaluation.ifeval_run import evaluate_ifeval
 from complexif.evaluation.report import load_metrics, markdown_table, write_report
 from complexif.llm.transformers_backend import TransformersLLM
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, repo_params, updated
 
 
 def _metrics(strict: float) -> dict:
@@ -24,10 +23,16 @@ def _metrics(strict: float) -> dict:
     }
 
 
+def _paths(tmp_path):
+    return updated(repo_params().paths, metrics_dir=str(tmp_path / "metrics"))
+
+
 def test_report_table_csv_and_plot(tmp_path):
+    paths = _paths(tmp_path)
     for name, s in (("base", 0.2), ("sft", 0.3), ("dpo", 0.35)):
-        (tmp_path / f"ifeval_{name}.json").write_text(json.dumps(_metrics(s)))
-    metrics = load_metrics(tmp_path, ["base", "sft", "dpo"])
+        paths.ifeval_metrics(name).parent.mkdir(parents=True, exist_ok=True)
+        paths.ifeval_metrics(name).write_text(json.dumps(_metrics(s)))
+    metrics = load_metrics(paths, ["base", "sft", "dpo"])
     table = markdown_table(metrics)
     assert "| base | 10 | 20.0 | 30.0 | 25.0 | 35.0 |" in table
     assert "| sft | 10 | 30.0 (+10.0) | 40.0 (+10.0) | 35.0 (+10.0) | 45.0 (+10.0) |" in table
@@ -48,22 +53,28 @@ def test_report_table_csv_and_plot(tmp_path):
 
 def test_missing_metrics_name_the_model_and_stage(tmp_path):
     with pytest.raises(FileNotFoundError, match="model 'sft'.*evaluate"):
-        load_metrics(tmp_path, ["sft"])
+        load_metrics(_paths(tmp_path), ["sft"])
 
 
 def test_evaluate_ifeval_generates_scores_and_writes_everything(tiny_model_dir, tmp_path):
-    paths = PathsConfig(
+    paths = updated(
+        repo_params().paths,
         eval_dir=str(tmp_path / "eval"),
         metrics_dir=str(tmp_path / "metrics"),
         ifeval_input=str(REPO_ROOT / "data/benchmarks/ifeval/input_data.jsonl"),
     )
-    cfg = EvaluateConfig(
-        ifeval=IFEvalConfig(subset=3), generation=GenerationConfig(max_new_tokens=4, batch_size=3)
+    cfg = updated(
+        repo_params().evaluate,
+        ifeval={"subset": 3},
+        generation={"max_new_tokens": 4, "batch_size": 3},
     )
-    llm = TransformersLLM(tiny_model_dir, batch_size=3, device="cpu", name="tiny")
+    gen = cfg.generation
+    llm = TransformersLLM(
+        tiny_model_dir, 3, "cpu", name="tiny", engine=gen.engine, precision=gen.precision
+    )
     metrics = evaluate_ifeval(llm, paths, cfg, "base")
     assert metrics["num_prompts"] == 3
-    saved = json.loads((tmp_path / "metrics/ifeval_base.json").read_text())
+    saved = json.loads((tmp_path / "metrics/ifeval/base.json").read_text())
     assert saved["prompt_level_strict_acc"] == metrics["prompt_level_strict_acc"]
     responses = [json.loads(x) for x in (tmp_path / "eval/base/responses.jsonl").open()]
     assert len(responses) == 3 and all(r["completion_tokens"] <= 4 for r in responses)

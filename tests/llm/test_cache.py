@@ -5,10 +5,11 @@ from __future__ import annotations
 import multiprocessing as mp
 from dataclasses import replace
 
-from complexif.llm.base import ChatRequest, ChatResponse, GenerationParams
+from complexif.llm.base import ChatRequest, ChatResponse
 from complexif.llm.cache import ResponseCache, request_key
+from tests.conftest import gen_params
 
-REQ = ChatRequest("a", ({"role": "user", "content": "hi"},), GenerationParams(max_new_tokens=8))
+REQ = ChatRequest("a", ({"role": "user", "content": "hi"},), gen_params(8))
 
 
 def test_key_ignores_the_request_id_but_not_what_changes_the_answer():

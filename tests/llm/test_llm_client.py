@@ -30,10 +30,11 @@ from complexif.llm.responders import FixedLatencyResponder
 from complexif.llm.retry import RetryPolicy
 from complexif.llm.server import serve_in_thread
 from complexif.llm.structured import generate_json
+from tests.conftest import gen_params
 from tests.llm.servers import ScriptedResponder, build_app
 from tests.llm.servers import stats as server_stats
 
-PARAMS = GenerationParams(max_new_tokens=16)
+PARAMS = gen_params(16)
 REPAIR = PromptTemplate("json_repair.txt", "Not usable: $error. Only JSON please.")
 
 
@@ -54,6 +55,8 @@ def _client(
     timeout_s: float = 5.0,
     concurrency: int = 8,
     run: str | None = None,
+    rpm: int | None = None,
+    tpm: int | None = None,
     **backend_kwargs,
 ) -> LLMClient:
     backend = OpenAIBackend(
@@ -61,6 +64,8 @@ def _client(
         base_url=base_url,
         api_key="test",
         concurrency=concurrency,
+        rpm=rpm,
+        tpm=tpm,
         timeout_s=timeout_s,
         retry=RetryPolicy(max_retries=max_retries, base_s=0.01, max_s=0.05),
         **backend_kwargs,
@@ -68,9 +73,10 @@ def _client(
     return LLMClient(
         backend,
         role="teacher",
-        meter=meter or UsageMeter(),
+        meter=meter or UsageMeter({}, budget_usd=None),
         ledger=FailureLedger("test"),
         cache=ResponseCache(tmp_path / "cache.sqlite", run=run) if cache else None,
+        chunk_size=16,
         progress=False,
     )
 
@@ -114,9 +120,9 @@ def test_seed_and_n_are_distinct_cache_entries(echo_server, tmp_path):
     client = _client(echo_server, tmp_path)
     msgs = ({"role": "user", "content": "same"},)
     reqs = [
-        ChatRequest("a", msgs, GenerationParams(temperature=1.0, seed=1)),
-        ChatRequest("b", msgs, GenerationParams(temperature=1.0, seed=2)),
-        ChatRequest("c", msgs, GenerationParams(temperature=1.0, seed=1, n=3)),
+        ChatRequest("a", msgs, gen_params(256, temperature=1.0, seed=1)),
+        ChatRequest("b", msgs, gen_params(256, temperature=1.0, seed=2)),
+        ChatRequest("c", msgs, gen_params(256, temperature=1.0, seed=1, n=3)),
     ]
     out = client.generate(reqs)
     assert server_stats(echo_server)["requests"] == 3
@@ -319,18 +325,19 @@ def test_json_answers_get_one_repair_re_ask_then_the_ledger(tmp_path):
 
 
 def test_api_key_from_env_or_dotenv_and_a_clear_error_without_one(tmp_path, monkeypatch):
-    from complexif.config import APIConfig
     from complexif.llm.factory import resolve_api_key
+    from tests.conftest import repo_params, updated
 
     monkeypatch.delenv("MY_KEY", raising=False)
-    remote = APIConfig(base_url="https://api.example.com/v1", api_key_env="MY_KEY")
+    api = repo_params().respond.student.api
+    remote = updated(api, base_url="https://api.example.com/v1", api_key_env="MY_KEY")
     with pytest.raises(ConfigError, match="MY_KEY"):
         resolve_api_key(remote, tmp_path / ".env")
     (tmp_path / ".env").write_text("MY_KEY=from-file\n")
     assert resolve_api_key(remote, tmp_path / ".env") == "from-file"
     monkeypatch.setenv("MY_KEY", "from-env")
     assert resolve_api_key(remote, tmp_path / ".env") == "from-env"
-    local = APIConfig(base_url="http://127.0.0.1:8000/v1", api_key_env="UNSET_KEY_XYZ")
+    local = updated(api, base_url="http://127.0.0.1:8000/v1", api_key_env="UNSET_KEY_XYZ")
     assert resolve_api_key(local, tmp_path / "missing.env") == "not-needed"
 
 

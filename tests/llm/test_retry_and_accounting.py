@@ -10,8 +10,9 @@ import pytest
 
 from complexif.config import PriceConfig
 from complexif.llm.accounting import UsageMeter
-from complexif.llm.base import ChatRequest, ChatResponse, GenerationParams
+from complexif.llm.base import ChatRequest, ChatResponse
 from complexif.llm.retry import RetryPolicy, parse_retry_after
+from tests.conftest import gen_params
 
 
 def test_backoff_is_jittered_below_an_exponential_ceiling():
@@ -25,7 +26,7 @@ def test_backoff_is_jittered_below_an_exponential_ceiling():
 
 
 def test_retry_after_is_a_floor():
-    policy = RetryPolicy(base_s=0.1, max_s=1.0)
+    policy = RetryPolicy(max_retries=6, base_s=0.1, max_s=1.0)
     assert all(policy.delay(0, 2.5, random.Random(i)) == 2.5 for i in range(20))
 
 
@@ -55,7 +56,7 @@ def _resp(model, p, c, cached=False):
 
 
 def test_costs_by_role_from_the_price_table_and_savings_from_cache_hits():
-    meter = UsageMeter({"big": PriceConfig(input=2.0, output=8.0)})
+    meter = UsageMeter({"big": PriceConfig(input=2.0, output=8.0)}, budget_usd=None)
     meter.record("teacher", _resp("big", 1_000_000, 500_000))
     meter.record("teacher", _resp("big", 1_000_000, 0, cached=True))
     meter.record("student", _resp("local", 10_000, 10_000))  # not in the table: free
@@ -70,7 +71,7 @@ def test_costs_by_role_from_the_price_table_and_savings_from_cache_hits():
 
 def test_budget_reserves_worst_case_cost_so_concurrent_calls_cannot_overshoot():
     meter = UsageMeter({"big": PriceConfig(input=0.0, output=1_000_000.0)}, budget_usd=2.5)
-    req = ChatRequest("r", ({"role": "user", "content": ""},), GenerationParams(max_new_tokens=1))
+    req = ChatRequest("r", ({"role": "user", "content": ""},), gen_params(1))
     assert meter.estimate("big", req) == pytest.approx(1.0)
     assert meter.try_reserve(1.0) and meter.try_reserve(1.0)
     assert not meter.try_reserve(1.0)  # 3 in flight would break the cap: wait for one

@@ -28,7 +28,7 @@ from complexif.llm.faults import FaultConfig
 from complexif.llm.responders import FixedLatencyResponder, MicroBatcher, prompt_counter
 from complexif.llm.server import Access
 from complexif.llm.transformers_backend import TransformersLLM
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, gen_params
 from tests.llm.servers import (
     SERVE,
     RecordingBackend,
@@ -496,7 +496,7 @@ def _request(i: int, temperature: float = 0.0) -> ChatRequest:
     return ChatRequest(
         id=f"r{i}",
         messages=({"role": "user", "content": f"question {i}"},),
-        params=GenerationParams(max_new_tokens=8, temperature=temperature),
+        params=gen_params(8, temperature=temperature),
     )
 
 
@@ -614,7 +614,7 @@ def _direct_and_served(llm, responder, max_tokens, then=None, config=SERVE):
             ChatRequest(
                 id=str(i),
                 messages=({"role": "user", "content": p},),
-                params=GenerationParams(max_new_tokens=n),
+                params=gen_params(n),
             )
             for i, (p, n) in enumerate(asked)
         ],
@@ -640,7 +640,9 @@ def _direct_and_served(llm, responder, max_tokens, then=None, config=SERVE):
 
 
 def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
-    llm = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu", name="tiny")
+    llm = TransformersLLM(
+        tiny_model_dir, 4, "cpu", name="tiny", engine="continuous", precision="auto"
+    )
     count = prompt_counter(llm)
     batcher = MicroBatcher(llm, max_batch=4, max_wait_ms=50, count_prompt=count)
     expected, outs = _direct_and_served(llm, batcher, [6] * len(SERVED_PROMPTS))
@@ -654,7 +656,9 @@ def test_serving_the_tiny_model_through_the_batcher(tiny_model_dir):
 def test_serving_the_tiny_model_with_continuous_batching(tiny_model_dir):
     from complexif.llm.responders import ContinuousResponder
 
-    llm = TransformersLLM(tiny_model_dir, batch_size=2, device="cpu", name="tiny")
+    llm = TransformersLLM(
+        tiny_model_dir, 2, "cpu", name="tiny", engine="continuous", precision="auto"
+    )
     assert llm.engine == "continuous"
 
     def too_long(sdk) -> None:

@@ -3,6 +3,9 @@ import torch
 
 from complexif.llm.base import ChatRequest, GenerationParams
 from complexif.llm.transformers_backend import TransformersLLM
+from tests.conftest import gen_params
+
+DEFAULTS = {"engine": "continuous", "precision": "auto"}
 
 
 def _requests(params: GenerationParams) -> list[ChatRequest]:
@@ -19,8 +22,8 @@ def _requests(params: GenerationParams) -> list[ChatRequest]:
 
 
 def test_answers_come_back_in_request_order_with_token_counts(tiny_model_dir):
-    llm = TransformersLLM(tiny_model_dir, batch_size=3, device="cpu", name="tiny")
-    params = GenerationParams(max_new_tokens=8)
+    llm = TransformersLLM(tiny_model_dir, 3, "cpu", name="tiny", **DEFAULTS)
+    params = gen_params(8)
     out = llm.generate(_requests(params), progress=False)
     assert [r.request_id for r in out] == ["r0", "r1", "r2", "r3"]
     assert all(r.model == "tiny" for r in out)
@@ -31,7 +34,7 @@ def test_answers_come_back_in_request_order_with_token_counts(tiny_model_dir):
 
 @pytest.mark.parametrize("engine", ["static", "continuous"])
 def test_batches_give_the_same_greedy_answers_as_one_by_one(tiny_model_dir, engine):
-    params = GenerationParams(max_new_tokens=6)
+    params = gen_params(6)
 
     def answers(batch_size: int) -> list[str]:
         llm = TransformersLLM(tiny_model_dir, batch_size, "cpu", engine=engine, precision="float32")
@@ -42,7 +45,7 @@ def test_batches_give_the_same_greedy_answers_as_one_by_one(tiny_model_dir, engi
 
 
 def test_the_continuous_engine_answers_as_transformers_generate_does(tiny_model_dir):
-    params = GenerationParams(max_new_tokens=12)
+    params = gen_params(12)
     out = {}
     for engine in ("static", "continuous"):
         llm = TransformersLLM(tiny_model_dir, 2, "cpu", engine=engine, precision="float32")
@@ -54,15 +57,13 @@ def test_the_continuous_engine_answers_as_transformers_generate_does(tiny_model_
 
 
 def test_engine_and_precision_are_part_of_the_cache_identity(tiny_model_dir):
-    fp32 = TransformersLLM(tiny_model_dir, device="cpu", precision="float32")
-    bf16 = TransformersLLM(tiny_model_dir, device="cpu", precision="bfloat16")
-    static = TransformersLLM(tiny_model_dir, device="cpu", engine="static", precision="float32")
+    fp32 = TransformersLLM(tiny_model_dir, 16, "cpu", engine="continuous", precision="float32")
+    bf16 = TransformersLLM(tiny_model_dir, 16, "cpu", engine="continuous", precision="bfloat16")
+    static = TransformersLLM(tiny_model_dir, 16, "cpu", engine="static", precision="float32")
     assert len({fp32.fingerprint, bf16.fingerprint, static.fingerprint}) == 3
     assert fp32.fingerprint.endswith("-continuous-float32")
     assert static.model.dtype == torch.float32 and bf16.model.dtype == torch.float32
-    bf16_static = TransformersLLM(
-        tiny_model_dir, device="cpu", engine="static", precision="bfloat16"
-    )
+    bf16_static = TransformersLLM(tiny_model_dir, 16, "cpu", engine="static", precision="bfloat16")
     assert bf16_static.model.dtype == torch.bfloat16  # no mixed mode there: the whole model
 
 
@@ -78,23 +79,25 @@ def test_architectures_the_engine_does_not_run_fall_back_to_static(
     transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     tok.save_pretrained(tmp_path / "gpt2")
     with caplog.at_level("WARNING"):
-        llm = TransformersLLM(tmp_path / "gpt2", device="cpu", precision="float32")
+        llm = TransformersLLM(
+            tmp_path / "gpt2", 16, "cpu", engine="continuous", precision="float32"
+        )
     assert llm.engine == "static"
     assert "does not support model type 'gpt2'" in caplog.text
-    [answer] = llm.generate(_requests(GenerationParams(max_new_tokens=3))[:1], progress=False)
+    [answer] = llm.generate(_requests(gen_params(3))[:1], progress=False)
     assert answer.finish_reason in ("stop", "length")
 
 
 def test_seeded_sampling_is_reproducible(tiny_model_dir):
-    llm = TransformersLLM(tiny_model_dir, batch_size=4, device="cpu")
-    params = GenerationParams(max_new_tokens=6, temperature=1.0, seed=7)
+    llm = TransformersLLM(tiny_model_dir, 4, "cpu", **DEFAULTS)
+    params = gen_params(6, temperature=1.0, seed=7)
     a = llm.generate(_requests(params), progress=False)
     b = llm.generate(_requests(params), progress=False)
     assert [r.text for r in a] == [r.text for r in b]
 
 
 def test_empty_request_list_needs_no_generation(tiny_model_dir):
-    assert TransformersLLM(tiny_model_dir, device="cpu").generate([]) == []
+    assert TransformersLLM(tiny_model_dir, 16, "cpu", **DEFAULTS).generate([]) == []
 
 
 def test_local_model_through_the_client_matches_direct_calls_and_is_cached(
@@ -105,13 +108,14 @@ def test_local_model_through_the_client_matches_direct_calls_and_is_cached(
     from complexif.llm.client import LLMClient
     from complexif.llm.ledger import FailureLedger
 
-    llm = TransformersLLM(tiny_model_dir, batch_size=2, device="cpu")
-    reqs = _requests(GenerationParams(max_new_tokens=5))
+    llm = TransformersLLM(tiny_model_dir, 2, "cpu", **DEFAULTS)
+    reqs = _requests(gen_params(5))
     direct = llm.generate(reqs, progress=False)
 
     def client() -> LLMClient:
         cache = ResponseCache(tmp_path / "c.sqlite")
-        return LLMClient(llm, "student", UsageMeter(), FailureLedger("t"), cache, chunk_size=2)
+        meter = UsageMeter({}, budget_usd=None)
+        return LLMClient(llm, "student", meter, FailureLedger("t"), cache, 2, progress=False)
 
     first = client().generate(reqs, progress=False)
     assert [r.text for r in first] == [r.text for r in direct]
@@ -151,11 +155,11 @@ def test_a_kill_mid_chunk_keeps_every_answer_already_finished(
     from complexif.llm.ledger import FailureLedger
 
     def client(cache):
-        llm = TransformersLLM(tiny_model_dir, batch_size=5, device="cpu", name="tiny")
+        llm = TransformersLLM(tiny_model_dir, 5, "cpu", name="tiny", **DEFAULTS)
         return LLMClient(
             llm,
             role="student",
-            meter=UsageMeter(),
+            meter=UsageMeter({}, budget_usd=None),
             ledger=FailureLedger("t"),
             cache=cache,
             chunk_size=5,
@@ -167,7 +171,7 @@ def test_a_kill_mid_chunk_keeps_every_answer_already_finished(
         ChatRequest(
             f"q{i}",
             ({"role": "user", "content": f"Count to {i}."},),
-            GenerationParams(max_new_tokens=2 if i < 2 else 40),
+            gen_params(2 if i < 2 else 40),
         )
         for i in range(5)
     ]

@@ -4,13 +4,33 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from complexif.config import DPOTrainConfig, LoraConfig, SFTTrainConfig
+from complexif.config import deep_merge
 from complexif.training.data import dpo_dataset, sft_dataset
 from complexif.training.dpo import train_dpo
 from complexif.training.sft import train_sft
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, repo_params, updated
 
-LORA = LoraConfig(r=4, alpha=8, dropout=0.0)
+# What a 2-step run on a tiny model needs, over the repo's train.sft / train.dpo: every step
+# logged and at full learning rate, no checkpoints, no general data mixed in.
+TINY = {
+    "max_steps": 2,
+    "per_device_train_batch_size": 2,
+    "max_length": 64,
+    "logging_steps": 1,
+    "warmup_steps": 0.0,
+    "lr_scheduler_type": "linear",
+    "checkpoint_steps": None,
+    "lora": {"r": 4, "alpha": 8, "dropout": 0.0},
+}
+
+
+def _sft_cfg(**changes):
+    tiny = {**TINY, "general_data": {"ratio": 0.0}}
+    return updated(repo_params().train.sft, **deep_merge(tiny, changes))
+
+
+def _dpo_cfg(**changes):
+    return updated(repo_params().train.dpo, **deep_merge(TINY, changes))
 
 
 def _sft_records(n=4):
@@ -56,10 +76,10 @@ def test_dpo_dataset_keeps_conversational_columns():
 
 
 def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
-    cfg = SFTTrainConfig(
-        max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA
+    cfg = _sft_cfg(learning_rate=1e-2)
+    sft = train_sft(
+        _sft_records(), tiny_model_dir, tmp_path / "sft", cfg, device="cpu", curriculum=True
     )
-    sft = train_sft(_sft_records(), tiny_model_dir, tmp_path / "sft", cfg, device="cpu")
     assert [row["step"] for row in sft.history] == [1.0, 2.0]
     assert all(row["loss"] > 0 for row in sft.history)
     assert sft.metrics["n_examples"] == 4
@@ -68,9 +88,7 @@ def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
     assert set(sft_w) <= set(base_w)
     assert any(not torch.equal(base_w[k], sft_w[k]) for k in sft_w)
 
-    dcfg = DPOTrainConfig(
-        max_steps=2, per_device_train_batch_size=2, max_length=64, learning_rate=1e-2, lora=LORA
-    )
+    dcfg = _dpo_cfg(learning_rate=1e-2)
     dpo = train_dpo(_dpo_records(), tmp_path / "sft", tmp_path / "dpo", dcfg, device="cpu")
     assert len(dpo.history) == 2
     assert "rewards/margins" in dpo.history[-1]
@@ -82,21 +100,19 @@ def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
 
 def test_dpo_sft_loss_weight_adds_the_nll_of_chosen(tiny_model_dir, tmp_path):
     """The first logged loss (before any update) is DPO's log(2) plus w * NLL(chosen)."""
-    base = dict(
-        max_steps=1, per_device_train_batch_size=4, max_length=64, learning_rate=1e-9, lora=LORA
-    )
+    base = dict(max_steps=1, per_device_train_batch_size=4, learning_rate=1e-9)
     plain = train_dpo(
         _dpo_records(),
         tiny_model_dir,
         tmp_path / "a",
-        DPOTrainConfig(**base, sft_loss_weight=0.0),
+        _dpo_cfg(**base, sft_loss_weight=0.0),
         device="cpu",
     )
     mixed = train_dpo(
         _dpo_records(),
         tiny_model_dir,
         tmp_path / "b",
-        DPOTrainConfig(**base, sft_loss_weight=1.0),
+        _dpo_cfg(**base, sft_loss_weight=1.0),
         device="cpu",
     )
     assert plain.history[0]["loss"] == pytest.approx(0.6931, abs=1e-3)
@@ -106,21 +122,20 @@ def test_dpo_sft_loss_weight_adds_the_nll_of_chosen(tiny_model_dir, tmp_path):
 
 def test_empty_data_is_a_clear_error(tiny_model_dir, tmp_path):
     with pytest.raises(ValueError, match="no SFT records"):
-        train_sft([], tiny_model_dir, tmp_path / "x", SFTTrainConfig(max_steps=1))
+        train_sft([], tiny_model_dir, tmp_path / "x", _sft_cfg(), device="cpu", curriculum=True)
     with pytest.raises(ValueError, match="no DPO pairs"):
-        train_dpo([], tiny_model_dir, tmp_path / "x", DPOTrainConfig(max_steps=1))
+        train_dpo([], tiny_model_dir, tmp_path / "x", _dpo_cfg(), device="cpu")
 
 
 def _sft_loss(records, model_dir, out, **overrides) -> float:
-    cfg = SFTTrainConfig(
+    cfg = _sft_cfg(
         max_steps=1,
         per_device_train_batch_size=len(records),
         learning_rate=1e-9,
         precision="float32",
-        lora=LORA,
         **overrides,
     )
-    return train_sft(records, model_dir, out, cfg, device="cpu").history[0]["loss"]
+    return train_sft(records, model_dir, out, cfg, device="cpu", curriculum=True).history[0]["loss"]
 
 
 def test_padding_free_batches_give_the_padded_loss(tiny_model_dir, tmp_path):
@@ -159,12 +174,12 @@ def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(
 
     from complexif.training.common import trainer_kwargs
 
-    assert trainer_kwargs(SFTTrainConfig(precision="bfloat16"), "cpu", Path("x"), [])["bf16"]
-    assert not trainer_kwargs(SFTTrainConfig(precision="float32"), "cpu", Path("x"), [])["bf16"]
-    cfg = SFTTrainConfig(
-        max_steps=1, per_device_train_batch_size=2, precision="bfloat16", lora=LORA
+    assert trainer_kwargs(_sft_cfg(precision="bfloat16"), "cpu", Path("x"), [])["bf16"]
+    assert not trainer_kwargs(_sft_cfg(precision="float32"), "cpu", Path("x"), [])["bf16"]
+    cfg = _sft_cfg(max_steps=1, precision="bfloat16")
+    result = train_sft(
+        _sft_records(2), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
     )
-    result = train_sft(_sft_records(2), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
     assert result.history[0]["loss"] > 0
     config = json.loads((tmp_path / "m" / "config.json").read_text())
     assert config["use_cache"] is True and config["dtype"] == "float32"
@@ -172,27 +187,19 @@ def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(
 
 def test_dpo_refuses_padding_free():
     with pytest.raises(ValueError, match="does not support padding-free"):
-        DPOTrainConfig(padding_free=True)
+        _dpo_cfg(padding_free=True)
 
 
 def test_full_fine_tune_changes_every_weight_matrix(tiny_model_dir, tmp_path):
-    cfg = SFTTrainConfig(
-        max_steps=2,
-        per_device_train_batch_size=2,
-        max_length=64,
-        learning_rate=1e-2,
-        finetune="full",
-    )
-    train_sft(_sft_records(), tiny_model_dir, tmp_path / "full", cfg, device="cpu")
+    cfg = _sft_cfg(learning_rate=1e-2, finetune="full")
+    train_sft(_sft_records(), tiny_model_dir, tmp_path / "full", cfg, device="cpu", curriculum=True)
     before, after = _weights(tiny_model_dir), _weights(tmp_path / "full")
     assert set(after) == set(before)  # a plain model, no adapter keys
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     # Every projection and the embeddings move, not just a low-rank update of some.
     assert any("embed_tokens" in k for k in changed)
     assert all(any(p in k for k in changed) for p in ("q_proj", "mlp.down_proj"))
-    dcfg = DPOTrainConfig(
-        max_steps=1, per_device_train_batch_size=2, max_length=64, finetune="full"
-    )
+    dcfg = _dpo_cfg(max_steps=1, learning_rate=5e-5, finetune="full")
     result = train_dpo(_dpo_records(), tmp_path / "full", tmp_path / "dpo", dcfg, device="cpu")
     assert result.metrics["n_pairs"] == 4
 
@@ -201,15 +208,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
     import complexif.training.common as common
 
     monkeypatch.setattr(common, "CHECKPOINT_ROOT", tmp_path / "ckpt")
-    cfg = SFTTrainConfig(
-        max_steps=4,
-        per_device_train_batch_size=2,
-        max_length=64,
-        learning_rate=1e-2,
-        lora=LORA,
-        checkpoint_steps=2,
-        logging_steps=1,
-    )
+    cfg = _sft_cfg(max_steps=4, learning_rate=1e-2, checkpoint_steps=2)
     # A crash after step 2's checkpoint: the trainer's save hook raises once the checkpoint
     # is on disk, as a kill would.
     from transformers import Trainer
@@ -222,7 +221,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        train_sft(_sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+        train_sft(
+            _sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
+        )
     (work,) = (tmp_path / "ckpt").iterdir()
     assert [p.name for p in work.glob("checkpoint-*")] == ["checkpoint-2"]
     monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
@@ -234,7 +235,9 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", counting_step)
-    resumed = train_sft(_sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+    resumed = train_sft(
+        _sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
+    )
     # Only steps 3 and 4 ran again; the loss curve still has all four (from the checkpoint's
     # state), and the finished run cleans up its checkpoints.
     assert steps_run == [3, 4]
@@ -244,7 +247,6 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
 
 
 def test_general_data_is_mixed_in_evenly(tmp_path):
-    from complexif.config import GeneralDataConfig
     from complexif.io import DataError
     from complexif.training.mixing import load_general, mix_general
     from complexif.training.sft import with_general_data
@@ -258,7 +260,7 @@ def test_general_data_is_mixed_in_evenly(tmp_path):
     spots = [i for i, r in enumerate(mixed) if r["id"].startswith("general")]
     assert max(b - a for a, b in zip(spots, spots[1:], strict=False)) <= 6  # spread out
     assert mix_general(curated, general, 0.25, seed=0) == mixed
-    cfg = SFTTrainConfig(general_data=GeneralDataConfig(ratio=0.0))
+    cfg = _sft_cfg(general_data={"ratio": 0.0})
     assert with_general_data(curated, cfg) == curated
     bad = tmp_path / "g.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n')

@@ -24,9 +24,9 @@ def compose_instructions(
     seeds: Sequence[dict[str, Any]],
     phrasebook: Phrasebook,
     k_distribution: dict[int, float],
-    per_seed: int = 1,
-    exclude_ids: Iterable[str] = (),
-    seed: int = 0,
+    per_seed: int,
+    exclude_ids: Iterable[str],
+    seed: int,
 ) -> list[dict[str, Any]]:
     """One record per (seed, variant): the seed, k constraints with arguments, and the full prompt.
 

@@ -87,6 +87,15 @@ def read_instructions(path: str) -> list[dict[str, Any]]:
     return rows
 
 
+def correction_settings(cfg: CorrectConfig) -> CorrectionSettings:
+    return CorrectionSettings(
+        strategy=cfg.strategy,
+        max_rounds=cfg.max_rounds,
+        teacher_attempts_per_constraint=cfg.teacher_attempts_per_constraint,
+        teacher_params=generation_params(cfg.teacher.generation),
+    )
+
+
 def correct_responses(
     instructions: Sequence[dict[str, Any]],
     responses: Sequence[dict[str, Any]],
@@ -106,13 +115,9 @@ def correct_responses(
         trajectories.append(
             start_trajectory(resp["id"], ins, resp["response"], resp.get("finish_reason") or "stop")
         )
-    settings = CorrectionSettings(
-        strategy=cfg.strategy,
-        max_rounds=cfg.max_rounds,
-        teacher_attempts_per_constraint=cfg.teacher_attempts_per_constraint,
-        teacher_params=generation_params(cfg.teacher.generation),
+    correct_all(
+        trajectories, correction_settings(cfg), template, teacher=teacher, on_round=on_round
     )
-    correct_all(trajectories, settings, template, teacher=teacher, on_round=on_round)
     records = []
     for t in trajectories:
         rec = t.to_record()

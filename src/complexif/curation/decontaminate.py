@@ -77,7 +77,7 @@ def _contains(outer_norm: str, inner_norm: str) -> bool:
 class BenchmarkIndex:
     """Word n-gram index over benchmark prompts, built once and queried per seed."""
 
-    def __init__(self, prompts: Sequence[BenchmarkPrompt], n: int = 8, min_contain_words: int = 5):
+    def __init__(self, prompts: Sequence[BenchmarkPrompt], n: int, min_contain_words: int = 5):
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         if min_contain_words < 1:
@@ -172,20 +172,23 @@ class BenchmarkIndex:
 def decontaminate(
     seeds: Iterable[SeedRecord],
     benchmark_prompts: Sequence[BenchmarkPrompt] | BenchmarkIndex,
-    n: int = 8,
+    n: int,
     min_matches: int = 1,
     overlap_ratio: float | None = 0.5,
     min_contain_words: int = 5,
 ) -> DecontaminationResult:
     """Split ``seeds`` into clean ones and removed ones (with the benchmark prompt they overlap).
 
-    Pass a prebuilt :class:`BenchmarkIndex` to reuse it across calls; ``n`` and
-    ``min_contain_words`` are then taken from the index.
+    ``n`` is the n-gram length (``seeds.decontam_ngram``). Pass a prebuilt
+    :class:`BenchmarkIndex` to reuse it across calls: it must have been built with the same
+    ``n``; ``min_contain_words`` is then taken from the index.
     """
     if min_matches < 1:
         raise ValueError(f"min_matches must be >= 1, got {min_matches}")
     if overlap_ratio is not None and not 0.0 < overlap_ratio <= 1.0:
         raise ValueError(f"overlap_ratio must be in (0, 1], got {overlap_ratio}")
+    if isinstance(benchmark_prompts, BenchmarkIndex) and benchmark_prompts.n != n:
+        raise ValueError(f"the index was built for {benchmark_prompts.n}-grams, not n={n}")
     index = (
         benchmark_prompts
         if isinstance(benchmark_prompts, BenchmarkIndex)

@@ -93,10 +93,12 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class CorrectionSettings:
-    strategy: Strategy = "program_then_teacher"
-    max_rounds: int = 8
-    teacher_attempts_per_constraint: int = 1
-    teacher_params: GenerationParams = field(default_factory=GenerationParams)
+    """The ``correct`` params section as discrimination reads it (no defaults: params.yaml)."""
+
+    strategy: Strategy
+    max_rounds: int
+    teacher_attempts_per_constraint: int
+    teacher_params: GenerationParams
 
 
 def _accept(old: list[bool], new: list[bool], target: int) -> bool:

@@ -392,7 +392,7 @@ def sniff_format(path: str | Path, text: str | None = None) -> str:
 
 
 def load_seeds(
-    path: str | Path, format: SeedFormat | str = "auto", field_name: str | None = None
+    path: str | Path, format: SeedFormat | str, field_name: str | None = None
 ) -> LoadResult:
     """Load seeds from ``path`` in ``format`` (``auto`` sniffs the first record)."""
     path = Path(path)

@@ -203,10 +203,11 @@ def _near_duplicates(
 
 def filter_seeds(
     records: Iterable[SeedRecord],
-    min_words: int = 3,
-    max_words: int = 400,
+    *,
+    min_words: int,
+    max_words: int,
+    near_dup_threshold: float | None,
     min_ascii_ratio: float = 0.9,
-    near_dup_threshold: float | None = 0.8,
     ngram: int = 3,
 ) -> FilterResult:
     """Return ``(kept, dropped)``; kept seeds have their text stripped of surrounding whitespace.
@@ -289,7 +290,7 @@ def _allocate(sizes: dict[str, int], n: int) -> dict[str, int]:
 def sample_seeds(
     records: Sequence[SeedRecord],
     n: int,
-    seed: int = 0,
+    seed: int,
     stratify_by: str | None = "category",
 ) -> list[SeedRecord]:
     """Deterministically sample ``n`` seeds, proportionally stratified by a SeedRecord attribute.

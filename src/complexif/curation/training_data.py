@@ -75,10 +75,10 @@ def _targets(group: list[dict[str, Any]], mode: Targets, k: int) -> list[dict[st
 
 def build_sft(
     corrections: Sequence[dict[str, Any]],
-    curriculum: Curriculum = "easy_to_hard",
-    seed: int = 0,
-    targets: Targets = "verified",
-    max_targets_per_prompt: int = 1,
+    curriculum: Curriculum,
+    seed: int,
+    targets: Targets,
+    max_targets_per_prompt: int,
 ) -> list[dict[str, Any]]:
     out = []
     for group in _by_instruction(corrections).values():
@@ -113,9 +113,9 @@ def _rejected_candidates(chosen: dict[str, Any], group: list[dict[str, Any]]) ->
 
 def build_dpo(
     corrections: Sequence[dict[str, Any]],
-    max_pairs_per_prompt: int = 3,
-    curriculum: Curriculum = "easy_to_hard",
-    seed: int = 0,
+    max_pairs_per_prompt: int,
+    curriculum: Curriculum,
+    seed: int,
 ) -> list[dict[str, Any]]:
     out = []
     for group in _by_instruction(corrections).values():

@@ -29,9 +29,9 @@ class SeqRequest:
 
     prompt: tuple[int, ...]
     max_new_tokens: int
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
+    temperature: float
+    top_p: float
+    seed: int
 
 
 @dataclass(frozen=True)

@@ -33,5 +33,5 @@ def evaluate_ifeval(
     result = ifeval.score(inputs, {r["prompt"]: r["response"] for r in rows})
     ifeval.write_results(result, out_dir)
     metrics = dict(result.metrics)
-    write_json(Path(paths.metrics_dir) / f"ifeval_{model}.json", metrics)
+    write_json(paths.ifeval_metrics(model), metrics)
     return metrics

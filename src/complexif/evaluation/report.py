@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from complexif.config import PathsConfig
 from complexif.io import atomic_open, write_csv, write_text
 
 HEADLINE = (
@@ -16,10 +17,11 @@ HEADLINE = (
 )
 
 
-def load_metrics(metrics_dir: str | Path, models: Sequence[str]) -> dict[str, dict]:
+def load_metrics(paths: PathsConfig, models: Sequence[str]) -> dict[str, dict]:
+    """Each model's IFEval metrics (as evaluate@<model> wrote them), in ``models`` order."""
     out = {}
     for model in models:
-        path = Path(metrics_dir) / f"ifeval_{model}.json"
+        path = paths.ifeval_metrics(model)
         if not path.exists():
             raise FileNotFoundError(
                 f"{path}: no IFEval metrics for model {model!r}; run its evaluate stage"

@@ -43,8 +43,9 @@ def estimate_prompt_tokens(request: ChatRequest) -> int:
 
 
 class UsageMeter:
-    def __init__(self, prices: Mapping[str, Price] | None = None, budget_usd: float | None = None):
-        self.prices = dict(prices or {})
+    def __init__(self, prices: Mapping[str, Price], budget_usd: float | None):
+        """``llm.prices`` and ``llm.budget_usd`` (None: no cap)."""
+        self.prices = dict(prices)
         self.budget_usd = budget_usd
         self.by_role: dict[str, RoleUsage] = {}
         self._reserved = 0.0

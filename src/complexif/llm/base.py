@@ -13,7 +13,7 @@ cache, cost accounting, the budget cap and the progress bar in front of either.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal, Protocol, runtime_checkable
 
 Message = dict[str, str]
@@ -23,11 +23,14 @@ FailureKind = Literal["request_failed", "parse_failed", "budget_exhausted"]
 
 @dataclass(frozen=True)
 class GenerationParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int = 0
-    n: int = 1
+    """How to answer one request. No defaults: the values come from a ``generation`` section
+    of params.yaml (``factory.generation_params``) or from an API request's own fields."""
+
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    seed: int
+    n: int
 
     @property
     def do_sample(self) -> bool:
@@ -44,7 +47,7 @@ class ChatRequest:
 
     id: str
     messages: tuple[Message, ...]
-    params: GenerationParams = field(default_factory=GenerationParams)
+    params: GenerationParams
     prompt_version: str = ""
 
 

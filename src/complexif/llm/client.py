@@ -45,9 +45,9 @@ class LLMClient:
         role: str,
         meter: UsageMeter,
         ledger: FailureLedger,
-        cache: ResponseCache | None = None,
-        chunk_size: int = 16,
-        progress: bool = True,
+        cache: ResponseCache | None,
+        chunk_size: int,
+        progress: bool,
     ) -> None:
         self.backend = backend
         self.role = role

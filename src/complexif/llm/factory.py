@@ -22,7 +22,7 @@ def generation_params(cfg: GenerationConfig) -> GenerationParams:
 
 
 def make_local_llm(
-    path: str | Path, gen: GenerationConfig, device: str = "auto", name: str | None = None
+    path: str | Path, gen: GenerationConfig, device: str, name: str | None = None
 ) -> BatchBackend:
     from complexif.llm.transformers_backend import TransformersLLM
 

@@ -32,7 +32,7 @@ class ResolvedSource:
     description: str
 
 
-def resolve_source(source: str, gguf_file: str | None = None) -> ResolvedSource:
+def resolve_source(source: str, gguf_file: str | None) -> ResolvedSource:
     if source == "embedded":
         spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
         if spec is None or not spec.submodule_search_locations:
@@ -146,9 +146,9 @@ def _dequantized_copy(model):
 def prepare_base_model(
     source: str,
     out_dir: str | Path,
-    gguf_file: str | None = None,
-    revision: str | None = None,
-    dtype: str = "float32",
+    gguf_file: str | None,
+    revision: str | None,
+    dtype: str,
 ) -> dict:
     """Load the configured base model and save it as safetensors + tokenizer into ``out_dir``."""
     import torch

@@ -45,11 +45,11 @@ class OpenAIBackend:
         *,
         base_url: str,
         api_key: str,
-        concurrency: int = 32,
-        rpm: int | None = None,
-        tpm: int | None = None,
-        timeout_s: float = 60.0,
-        retry: RetryPolicy | None = None,
+        concurrency: int,
+        rpm: int | None,
+        tpm: int | None,
+        timeout_s: float,
+        retry: RetryPolicy,
         seed: int | None = None,
         rate_period_s: float = 60.0,
     ) -> None:
@@ -61,7 +61,7 @@ class OpenAIBackend:
         self.fingerprint = normalise_base_url(base_url)
         self.base_url = base_url
         self.concurrency = concurrency
-        self.retry = retry or RetryPolicy()
+        self.retry = retry
         self.retries = 0
         self._client = openai.AsyncOpenAI(
             base_url=base_url, api_key=api_key, max_retries=0, timeout=timeout_s

@@ -10,7 +10,7 @@ from complexif.llm.accounting import RoleUsage
 
 
 class UsageBar:
-    def __init__(self, total: int, desc: str, usage: RoleUsage, enabled: bool = True) -> None:
+    def __init__(self, total: int, desc: str, usage: RoleUsage, enabled: bool) -> None:
         self._bar = tqdm(
             total=total, desc=desc, unit="req", disable=not enabled, dynamic_ncols=True
         )

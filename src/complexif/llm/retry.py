@@ -15,9 +15,11 @@ from email.utils import parsedate_to_datetime
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    max_retries: int = 6
-    base_s: float = 0.5
-    max_s: float = 60.0
+    """``api.max_retries``, ``api.backoff_base_s`` and ``api.backoff_max_s`` of params.yaml."""
+
+    max_retries: int
+    base_s: float
+    max_s: float
 
     def delay(self, attempt: int, retry_after: float | None, rng: random.Random) -> float:
         """Seconds to wait before retry number ``attempt + 1`` (``attempt`` counts from 0).

@@ -21,7 +21,7 @@ from complexif.llm.base import (
 log = logging.getLogger(__name__)
 
 
-def resolve_device(device: str = "auto") -> str:
+def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -47,7 +47,7 @@ def _cpu_has_fast_bf16() -> bool:
         return False
 
 
-def load_model_and_tokenizer(path: str | Path, device: str = "auto", dtype: str = "auto"):
+def load_model_and_tokenizer(path: str | Path, device: str, dtype: str):
     """Load a causal LM and its tokenizer, ready for left-padded batched generation."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -82,12 +82,13 @@ class TransformersLLM:
     def __init__(
         self,
         model_path: str | Path,
-        batch_size: int = 16,
-        device: str = "auto",
+        batch_size: int,
+        device: str,
+        *,
+        engine: str,
+        precision: str,
         dtype: str = "auto",
         name: str | None = None,
-        engine: str = "continuous",
-        precision: str = "auto",
     ) -> None:
         from complexif.engine.decoder import supports
 

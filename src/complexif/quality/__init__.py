@@ -11,7 +11,6 @@ from complexif.quality.gate import (
     validate,
 )
 from complexif.quality.suites import (
-    DEFAULT_EXPECTATIONS_DIR,
     ExpectationSpec,
     SuiteError,
     SuiteSpec,
@@ -21,7 +20,6 @@ from complexif.quality.suites import (
 )
 
 __all__ = [
-    "DEFAULT_EXPECTATIONS_DIR",
     "DERIVED_COLUMNS",
     "MAX_ROWS_SHOWN",
     "ExpectationOutcome",

@@ -11,14 +11,13 @@ Each producer turns the DataFrame into one or more new columns; suites list the 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from complexif.quality.suites import DEFAULT_EXPECTATIONS_DIR, SuiteSpec, load_suite
+from complexif.quality.suites import SuiteSpec
 
 logger = logging.getLogger(__name__)
 
@@ -283,13 +282,8 @@ def _plan(columns: Sequence[str]) -> list[_Producer]:
     return [_PRODUCERS[i] for i in sorted(needed)]
 
 
-def add_derived_columns(
-    df: pd.DataFrame,
-    suite: str | SuiteSpec,
-    expectations_dir: str | os.PathLike[str] = DEFAULT_EXPECTATIONS_DIR,
-) -> pd.DataFrame:
+def add_derived_columns(df: pd.DataFrame, spec: SuiteSpec) -> pd.DataFrame:
     """Return a copy of ``df`` with the suite's derived check columns (and their prerequisites)."""
-    spec = suite if isinstance(suite, SuiteSpec) else load_suite(suite, expectations_dir)
     out = df.copy()
     for producer in _plan(spec.derived):
         overwritten = [c for c in producer.outputs if c in df.columns]

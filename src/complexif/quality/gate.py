@@ -23,7 +23,6 @@ import pandas as pd
 from complexif.io import atomic_open
 from complexif.quality.derived import add_derived_columns
 from complexif.quality.suites import (
-    DEFAULT_EXPECTATIONS_DIR,
     ORDER_META_KEY,
     load_suite,
     quiet_gx_logging,
@@ -191,7 +190,7 @@ def _get_runtime() -> _GxRuntime:
 def validate(
     df: pd.DataFrame,
     suite: str,
-    expectations_dir: str | os.PathLike[str] = DEFAULT_EXPECTATIONS_DIR,
+    expectations_dir: str | os.PathLike[str],
     result_path: str | os.PathLike[str] | None = None,
     id_column: str = "id",
     *,
@@ -258,7 +257,7 @@ def validate(
 def gate(
     df: pd.DataFrame,
     suite: str,
-    expectations_dir: str | os.PathLike[str] = DEFAULT_EXPECTATIONS_DIR,
+    expectations_dir: str | os.PathLike[str],
     result_path: str | os.PathLike[str] | None = None,
     id_column: str = "id",
     *,

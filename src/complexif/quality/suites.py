@@ -40,7 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 if TYPE_CHECKING:
     import great_expectations as gx
 
-DEFAULT_EXPECTATIONS_DIR = Path("expectations")
 PARAMETER_KEY = "$PARAMETER"
 ORDER_META_KEY = "suite_index"
 
@@ -114,22 +113,17 @@ class SuiteSpec(BaseModel):
         return self
 
 
-def suite_path(
-    name: str, expectations_dir: str | os.PathLike[str] = DEFAULT_EXPECTATIONS_DIR
-) -> Path:
+def suite_path(name: str, expectations_dir: str | os.PathLike[str]) -> Path:
     return Path(expectations_dir) / f"{name}.json"
 
 
-def available_suites(
-    expectations_dir: str | os.PathLike[str] = DEFAULT_EXPECTATIONS_DIR,
-) -> list[str]:
+def available_suites(expectations_dir: str | os.PathLike[str]) -> list[str]:
     return sorted(p.stem for p in Path(expectations_dir).glob("*.json"))
 
 
-def load_suite(
-    name: str, expectations_dir: str | os.PathLike[str] = DEFAULT_EXPECTATIONS_DIR
-) -> SuiteSpec:
-    """Read and validate ``<expectations_dir>/<name>.json``; errors name the file and the problem."""
+def load_suite(name: str, expectations_dir: str | os.PathLike[str]) -> SuiteSpec:
+    """Read and validate ``<expectations_dir>/<name>.json`` (``paths.expectations_dir``);
+    errors name the file and the problem."""
     path = suite_path(name, expectations_dir)
     if not path.is_file():
         raise SuiteError(

@@ -86,7 +86,7 @@ def train_precision(precision: str, device: str) -> str:
     return resolved
 
 
-def load_policy(model_dir: str | Path, device: str, precision: str = "auto"):
+def load_policy(model_dir: str | Path, device: str, precision: str):
     """The model to train and its tokenizer. On a GPU a bf16 run holds the frozen weights in
     bf16; on a CPU they stay fp32 under autocast (bf16 storage measured slower there)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -32,7 +32,8 @@ def train_dpo(
     start_dir: str | Path,
     out_dir: str | Path,
     cfg: DPOTrainConfig,
-    device: str = "auto",
+    *,
+    device: str,
     report_to: Sequence[str] = (),
 ) -> TrainResult:
     from trl import DPOConfig, DPOTrainer

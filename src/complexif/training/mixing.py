@@ -37,7 +37,7 @@ def mix_general(
     records: Sequence[dict[str, Any]],
     general: Sequence[dict[str, Any]],
     ratio: float,
-    seed: int = 0,
+    seed: int,
 ) -> list[dict[str, Any]]:
     """``records`` with ``round(ratio * len(records))`` general rows (at most all of them)
     inserted at even intervals; the general rows are a seeded random sample."""

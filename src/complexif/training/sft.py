@@ -39,8 +39,9 @@ def train_sft(
     base_dir: str | Path,
     out_dir: str | Path,
     cfg: SFTTrainConfig,
-    device: str = "auto",
-    curriculum: bool = True,
+    *,
+    device: str,
+    curriculum: bool,
     report_to: Sequence[str] = (),
 ) -> TrainResult:
     """Fine-tune ``base_dir`` on ``records`` (plus any general data) and write the model to
