@@ -167,11 +167,9 @@ NOT_A_PARAMS_DEFAULT = {
     ("llm/server.py", "CompletionBody", "top_p"): "absent from the request",
     ("llm/server.py", "CompletionBody", "seed"): "absent from the request",
     ("llm/server.py", "CompletionBody", "n"): "absent from the request",
-    # Owned by the serve part of issue 9, which replaces these with serve: params.
+    ("llm/server.py", "CompletionBody", "max_tokens"): "absent: serve.max_tokens applies",
     ("llm/server.py", "serve_in_thread", "host"): "a test server on loopback",
     ("llm/server.py", "serve_in_thread", "port"): "0: any free port (tests)",
-    ("llm/server.py", "run", "host"): "serve part of issue 9",
-    ("llm/server.py", "run", "port"): "serve part of issue 9",
 }
 
 

@@ -601,7 +601,7 @@ SERVED_PROMPTS = ["hi", "Name a colour.", "2+2?", "Write a poem about the sea.",
 
 def _prompt(text: str) -> ChatRequest:
     return ChatRequest(
-        "p", ({"role": "user", "content": text},), GenerationParams(max_new_tokens=1)
+        "p", ({"role": "user", "content": text},), gen_params(1)
     )
 
 
