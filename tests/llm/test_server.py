@@ -600,9 +600,7 @@ SERVED_PROMPTS = ["hi", "Name a colour.", "2+2?", "Write a poem about the sea.",
 
 
 def _prompt(text: str) -> ChatRequest:
-    return ChatRequest(
-        "p", ({"role": "user", "content": text},), gen_params(1)
-    )
+    return ChatRequest("p", ({"role": "user", "content": text},), gen_params(1))
 
 
 def _direct_and_served(llm, responder, max_tokens, then=None, config=SERVE):
