@@ -200,6 +200,10 @@ class GatedResponder:
         self.phase = "first"
         self.asked: dict[str, list[str]] = {"first": [], "second": []}
 
+    def prompt_tokens(self, request) -> int:
+        # The server's context check: words stand in for tokens, as in the echo double.
+        return sum(len(m["content"].split()) for m in request.messages)
+
     async def respond(self, request):
         import asyncio
         import re

@@ -38,7 +38,7 @@ def test_prepare_model_writes_the_same_bytes_under_any_transformers_release(
         with monkeypatch.context() as m:
             as_transformers(m, version)
             out = tmp_path / f"out{i}"
-            prepare_base_model(str(source), out)
+            prepare_base_model(str(source), out, None, None, "float32")
         outputs.append(files(out))
     first, second = outputs
     assert {"config.json", "generation_config.json", "model.safetensors"} <= set(first)
@@ -54,7 +54,7 @@ def test_the_normalised_model_loads_and_keeps_its_config(tiny_model_dir: Path, t
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     out = tmp_path / "base"
-    prepare_base_model(str(tiny_model_dir), out)
+    prepare_base_model(str(tiny_model_dir), out, None, None, "float32")
     before = AutoConfig.from_pretrained(tiny_model_dir).to_diff_dict()
     after = AutoConfig.from_pretrained(out).to_diff_dict()
     assert before == after  # to_diff_dict stamps the running release on both

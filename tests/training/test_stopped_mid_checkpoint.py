@@ -56,7 +56,7 @@ def test_a_checkpoint_cut_off_mid_save_is_dropped_and_training_resumes_before_it
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", stopped_mid_save)
     with pytest.raises(KeyboardInterrupt):
-        train_sft(_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+        train_sft(_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True)
     (work,) = (tmp_path / "ckpt").iterdir()
     assert sorted(p.name for p in work.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
     assert not (work / "checkpoint-4" / "trainer_state.json").exists()
@@ -70,7 +70,9 @@ def test_a_checkpoint_cut_off_mid_save_is_dropped_and_training_resumes_before_it
         return real_step(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "training_step", counting_step)
-    resumed = train_sft(_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu")
+    resumed = train_sft(
+        _records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
+    )
     # Training went on from checkpoint-2 (steps 3 to 6); the cut-off checkpoint-4 was not trusted.
     assert steps_run == [3, 4, 5, 6]
     assert [row["step"] for row in resumed.history] == [1, 2, 3, 4, 5, 6]
