@@ -138,3 +138,17 @@ def copied_by(source: str, files: set[str]) -> set[str]:
         return set(files)
     prefix = source.rstrip("/") + "/"
     return {f for f in files if f == source or f.startswith(prefix)}
+
+
+def dockerfile_instructions(dockerfile: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs of a Dockerfile, continuation lines joined, comments
+    dropped."""
+    text = dockerfile.read_text(encoding="utf-8")
+    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            op, _, args = line.strip().partition(" ")
+            out.append((op.upper(), " ".join(args.split())))
+    return out

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker_context import excluded, read_patterns
+from tests.docker_context import dockerfile_instructions, excluded, read_patterns
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
@@ -34,21 +34,8 @@ SETUP_STEPS = [
 ]
 
 
-def _instructions() -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = DOCKERFILE.read_text(encoding="utf-8")
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    out = []
-    for line in joined.splitlines():
-        if line.strip():
-            op, _, args = line.strip().partition(" ")
-            out.append((op.upper(), " ".join(args.split())))
-    return out
-
-
 def _args(op: str) -> list[str]:
-    return [a for o, a in _instructions() if o == op]
+    return [a for o, a in dockerfile_instructions(DOCKERFILE) if o == op]
 
 
 def _make_vars() -> dict[str, str]:
@@ -139,7 +126,7 @@ def test_torch_spec_default_matches_makefile():
 
 @pytest.mark.skipif(not MAKEFILE.exists(), reason="Makefile not written yet")
 def test_setup_inputs_are_copied_before_make_setup():
-    instructions = _instructions()
+    instructions = dockerfile_instructions(DOCKERFILE)
     setup_at = next(i for i, (op, a) in enumerate(instructions) if "make setup" in a)
     copied: list[str] = []
     for op, args in instructions[:setup_at]:

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.docker_context import context_files, copied_by, excluded, read_patterns
+from tests.docker_context import (
+    context_files,
+    copied_by,
+    dockerfile_instructions,
+    excluded,
+    read_patterns,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCKERIGNORE = ROOT / ".dockerignore"
@@ -65,18 +71,6 @@ def _tree(root: Path, files: list[str]) -> Path:
     return root
 
 
-def _dockerfile_instructions() -> list[tuple[str, str]]:
-    text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
-    lines = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
-    joined = re.sub(r"\\\n", " ", "\n".join(lines))
-    out = []
-    for line in joined.splitlines():
-        if line.strip():
-            op, _, args = line.strip().partition(" ")
-            out.append((op.upper(), " ".join(args.split())))
-    return out
-
-
 def test_the_context_drops_every_secret_and_keeps_the_sources(tmp_path):
     root = _tree(tmp_path, SECRETS + SOURCES)
     sent = context_files(root, DOCKERIGNORE)
@@ -87,7 +81,9 @@ def test_the_context_drops_every_secret_and_keeps_the_sources(tmp_path):
 def test_no_copy_in_the_dockerfile_can_take_a_secret(tmp_path):
     root = _tree(tmp_path, SECRETS + SOURCES)
     sent = context_files(root, DOCKERIGNORE)
-    copies = [args for op, args in _dockerfile_instructions() if op in ("COPY", "ADD")]
+    copies = [
+        args for op, args in dockerfile_instructions(ROOT / "Dockerfile") if op in ("COPY", "ADD")
+    ]
     assert copies
     for args in copies:
         assert not args.startswith("--from"), args  # another stage could hold anything
@@ -102,7 +98,7 @@ def test_no_copy_in_the_dockerfile_can_take_a_secret(tmp_path):
 def test_no_build_argument_or_environment_variable_carries_a_key():
     # Build arguments and ENV values are stored in the image's history and config.
     secretish = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
-    for op, args in _dockerfile_instructions():
+    for op, args in dockerfile_instructions(ROOT / "Dockerfile"):
         if op in ("ARG", "ENV"):
             names = re.findall(r"(?:^|\s)([A-Za-z_][A-Za-z0-9_]*)(?==|\s|$)", args)
             assert not [n for n in names if secretish.search(n)], (op, args)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +21,7 @@ from typing import Any
 from complexif.config import ConfigError
 from complexif.constraints.errors import ConstraintError
 from complexif.evaluation.ifeval import MissingResponseError
-from complexif.io import DataError
+from complexif.io import DataError, read_text
 
 Groups = Any  # argparse's private _SubParsersAction
 Registrar = Callable[[Groups], None]
@@ -75,18 +73,6 @@ def _ifeval_score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_text(path: Path) -> str:
-    """A UTF-8 text file; anything else is a one-line error naming the file and line."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
-
-
 def _ifeval_check(args: argparse.Namespace) -> int:
     from complexif.constraints import verify
 
@@ -100,7 +86,7 @@ def _ifeval_check(args: argparse.Namespace) -> int:
         raise ConstraintError("--kwargs must be a JSON object")
     response = args.response
     if args.response_file is not None:
-        response = _read_text(Path(args.response_file))
+        response = read_text(args.response_file)
     if response is None:
         raise ConstraintError("give --response or --response-file")
     ok = verify.check(args.instruction_id, kwargs, response, prompt=args.prompt, loose=args.loose)
@@ -307,15 +293,12 @@ def _port(text: str) -> int:
 
 def _serve_api_key(env_name: str, env_file: str) -> str | None:
     """The serving key from the environment, else from the .env file; None if unset or empty."""
-    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_name):
-        raise ConfigError(f"--api-key-env {env_name!r}: the name of an environment variable")
-    key = os.environ.get(env_name)
-    if not key and Path(env_file).is_file():
-        from dotenv import dotenv_values
+    from complexif.config import env_var_name_problem
+    from complexif.llm.factory import read_secret
 
-        key = dotenv_values(env_file).get(env_name)
-    key = (key or "").strip()
-    return key or None
+    if problem := env_var_name_problem(env_name):
+        raise ConfigError(f"--api-key-env: {problem[1]}")
+    return read_secret(env_name, env_file)
 
 
 def _positive_int(text: str) -> int:

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -180,11 +181,39 @@ _LOOKS_LIKE_KEY = re.compile(
 )
 
 
+def env_var_name_problem(value: str) -> tuple[str, str] | None:
+    """Why ``value`` cannot name the environment variable holding a key, as (kind, message),
+    or None. The message never quotes the value: if it is a pasted key, it must not spread."""
+    if _LOOKS_LIKE_KEY.search(value):
+        return (
+            "secret_in_params",
+            "looks like an API key, not the name of an environment variable (value not "
+            "shown): put the key in the environment or in .env (llm.env_file) and set "
+            "api_key_env to that variable's name, e.g. OPENAI_API_KEY",
+        )
+    if not ENV_VAR_NAME.match(value):
+        return (
+            "env_var_name",
+            "must be the name of an environment variable (A-Z, 0-9 and _, not starting "
+            "with a digit), e.g. OPENAI_API_KEY (value not shown)",
+        )
+    return None
+
+
+def _check_env_var_name(value: str) -> str:
+    if problem := env_var_name_problem(value):
+        raise PydanticCustomError(*problem)
+    return value
+
+
+EnvVarName = typing.Annotated[str, AfterValidator(_check_env_var_name)]
+
+
 class APIConfig(_Strict):
     """How to reach an OpenAI-compatible server (used when a role's ``backend`` is ``openai``)."""
 
     base_url: str = Field(pattern=r"^https?://\S+$")
-    api_key_env: str = Field(
+    api_key_env: EnvVarName = Field(
         description="Environment variable (or .env entry) holding the key; never the key itself.",
     )
     concurrency: int = Field(ge=1, description="Requests in flight at once.")
@@ -196,25 +225,6 @@ class APIConfig(_Strict):
     max_retries: int = Field(ge=0, description="Retries on 429, 5xx, timeouts, bad bodies.")
     backoff_base_s: float = Field(gt=0.0)
     backoff_max_s: float = Field(gt=0.0)
-
-    @field_validator("api_key_env")
-    @classmethod
-    def _env_var_name(cls, v: str) -> str:
-        # The value is never echoed: if it is a pasted key, the error must not spread it further.
-        if _LOOKS_LIKE_KEY.search(v):
-            raise PydanticCustomError(
-                "secret_in_params",
-                "looks like an API key, not the name of an environment variable (value not "
-                "shown): put the key in the environment or in .env (llm.env_file) and set "
-                "api_key_env to that variable's name, e.g. OPENAI_API_KEY",
-            )
-        if not ENV_VAR_NAME.match(v):
-            raise PydanticCustomError(
-                "env_var_name",
-                "must be the name of an environment variable (A-Z, 0-9 and _, not starting "
-                "with a digit), e.g. OPENAI_API_KEY (value not shown)",
-            )
-        return v
 
     @model_validator(mode="after")
     def _check_backoff(self) -> APIConfig:
@@ -476,8 +486,7 @@ class ServeConfig(_Strict):
         ge=0.0, description="Static engine: how long a request waits to fill its batch."
     )
     # Hardening (no code defaults: params.yaml is their only source).
-    api_key_env: str = Field(
-        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+    api_key_env: EnvVarName = Field(
         description="Environment variable (or .env entry) holding the key clients must send "
         "as 'Authorization: Bearer'; required to bind beyond loopback. Never the key itself.",
     )
@@ -690,6 +699,18 @@ def line_of(lines: dict[tuple[str, ...], int], dotted: tuple[str, ...]) -> int |
     return None
 
 
+def key_locator(path: str | Path, text: str) -> typing.Callable[[tuple[str, ...]], str]:
+    """``file:line`` of a dotted key in the YAML ``text`` read from ``path`` (or of its nearest
+    ancestor there; just the file when neither is present)."""
+    lines = key_lines(text)
+
+    def locate(dotted: tuple[str, ...]) -> str:
+        line = line_of(lines, dotted)
+        return f"{path}:{line}" if line else str(path)
+
+    return locate
+
+
 def read_yaml_mapping(path: str | Path, what: str = "a mapping of sections") -> tuple[Any, str]:
     """A YAML file's data and text. Unreadable, malformed or non-mapping files raise a one-line
     :class:`ConfigError` naming the file (and the line, where YAML gives one)."""
@@ -744,12 +765,7 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        lines = key_lines(text)
-
-        def locate(dotted: tuple[str, ...]) -> str:
-            line = line_of(lines, dotted)
-            return f"{path}:{line}" if line else str(path)
-
+        locate = key_locator(path, text)
         raise ConfigError("\n".join(validation_problems(exc, locate))) from None
 
 

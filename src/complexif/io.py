@@ -140,6 +140,16 @@ def _require_utf8(path: Path, lineno: int, line: str) -> None:
         ) from None
 
 
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A whole UTF-8 text file; other bytes are a DataError naming the file, line and column."""
+    path = Path(path)
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    if not text.isascii():
+        for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
+            _require_utf8(path, lineno, line)
+    return text
+
+
 def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_number, record)``; blank lines are skipped, bad JSON or UTF-8 a DataError."""
     path = Path(path)

@@ -13,9 +13,8 @@ from pydantic import BaseModel, ValidationError
 from complexif.config import (
     ConfigError,
     Params,
-    key_lines,
+    key_locator,
     kind_of,
-    line_of,
     read_yaml_mapping,
     section_fields,
     validation_problems,
@@ -101,11 +100,7 @@ def apply_preset(
     preset, params_path = Path(preset), Path(params_path)
     override, preset_text = read_yaml_mapping(preset, "a mapping of params sections")
     _, params_text = read_yaml_mapping(params_path)
-    preset_lines, params_lines = key_lines(preset_text), key_lines(params_text)
-
-    def in_preset(key: Key) -> str:
-        line = line_of(preset_lines, key)
-        return f"{preset}:{line}" if line else str(preset)
+    in_preset, in_params = key_locator(preset, preset_text), key_locator(params_path, params_text)
 
     rt = YAML()
     rt.Representer = _representer()
@@ -126,8 +121,7 @@ def apply_preset(
                 return in_preset(key[:n])
         if key and (below := sorted(k for k in set_keys if k[: len(key)] == key)):
             return in_preset(below[0])
-        line = line_of(params_lines, key)
-        return f"{params_path}:{line}" if line else str(params_path)
+        return in_params(key)
 
     try:
         # Read back as load_params will read it.

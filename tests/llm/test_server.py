@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -681,10 +683,14 @@ def test_serving_the_tiny_model_with_continuous_batching(tiny_model_dir):
 # CLI
 
 
-def test_cli_serves_the_echo_backend_until_terminated():
+@contextlib.contextmanager
+def _serve_cli(argv: list[str], env: dict[str, str] | None = None) -> Iterator[list[str]]:
+    """``complexif serve`` in a subprocess until it prints ``serving ...``: yields the lines it
+    printed up to then; terminates it when the block ends."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "complexif.cli", *"serve --backend=echo --port=0 --name=x".split()],
+        [sys.executable, "-m", "complexif.cli", *argv],
         cwd=REPO_ROOT,
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -695,14 +701,19 @@ def test_cli_serves_the_echo_backend_until_terminated():
         seen: list[str] = []
         while not seen or not seen[-1].startswith("serving "):
             seen.append(lines.get(timeout=120))
+        yield seen
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_cli_serves_the_echo_backend_until_terminated():
+    with _serve_cli("serve --backend=echo --port=0 --name=x".split()) as seen:
         assert seen[-1].startswith("serving x at http://127.0.0.1:"), seen
         url = seen[-1].split(" at ")[1].strip()
         assert http(url, "GET", "/health") == (200, {"status": "ok"})
         out = client(url).chat.completions.create(model="x", messages=HELLO)
         assert out.choices[0].message.content == HELLO[0]["content"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _params_file(tmp_path, **overrides) -> str:
@@ -796,27 +807,7 @@ def test_cli_rejects_a_key_pasted_in_place_of_its_variable_name(capsys):
 def test_cli_serves_beyond_loopback_with_a_key_after_a_warning():
     env = {**os.environ, "COMPLEXIF_TEST_SERVE_KEY": KEY}
     argv = "serve --backend=echo --host=0.0.0.0 --port=0 --name=x"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "complexif.cli",
-            *argv.split(),
-            "--api-key-env",
-            "COMPLEXIF_TEST_SERVE_KEY",
-        ],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
-    try:
-        seen: list[str] = []
-        while not seen or not seen[-1].startswith("serving "):
-            seen.append(lines.get(timeout=120))
+    with _serve_cli([*argv.split(), "--api-key-env", "COMPLEXIF_TEST_SERVE_KEY"], env) as seen:
         assert [line for line in seen if line.startswith("warning: ")] == [seen[0]], seen
         assert "reachable from other machines" in seen[0]
         port = seen[-1].rsplit(":", 1)[1].split("/")[0]
@@ -826,9 +817,6 @@ def test_cli_serves_beyond_loopback_with_a_key_after_a_warning():
             client(url).chat.completions.create(model="x", messages=HELLO)
         out = client(url, api_key=KEY).chat.completions.create(model="x", messages=HELLO)
         assert out.choices[0].message.content == HELLO[0]["content"]
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
 
 
 def test_requests_of_clients_that_hung_up_never_reach_the_model():

@@ -8,6 +8,7 @@ import pytest
 
 from complexif.config import load_params
 from tests.conftest import REPO_ROOT
+from tests.training.steps import count_training_steps
 
 
 def _records() -> list[dict]:
@@ -62,14 +63,7 @@ def test_a_checkpoint_cut_off_mid_save_is_dropped_and_training_resumes_before_it
     assert not (work / "checkpoint-4" / "trainer_state.json").exists()
 
     monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
-    steps_run = []
-    real_step = Trainer.training_step
-
-    def counting_step(self, *args, **kwargs):
-        steps_run.append(self.state.global_step + 1)
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", counting_step)
+    steps_run = count_training_steps(monkeypatch)
     resumed = train_sft(
         _records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
     )

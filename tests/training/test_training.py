@@ -9,6 +9,7 @@ from complexif.training.data import dpo_dataset, sft_dataset
 from complexif.training.dpo import train_dpo
 from complexif.training.sft import train_sft
 from tests.conftest import REPO_ROOT, repo_params, updated
+from tests.training.steps import count_training_steps
 
 # What a 2-step run on a tiny model needs, over the repo's train.sft / train.dpo: every step
 # logged and at full learning rate, no checkpoints, no general data mixed in.
@@ -227,14 +228,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
     (work,) = (tmp_path / "ckpt").iterdir()
     assert [p.name for p in work.glob("checkpoint-*")] == ["checkpoint-2"]
     monkeypatch.setattr(Trainer, "_save_checkpoint", real_save)
-    steps_run = []
-    real_step = Trainer.training_step
-
-    def counting_step(self, *args, **kwargs):
-        steps_run.append(self.state.global_step + 1)
-        return real_step(self, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "training_step", counting_step)
+    steps_run = count_training_steps(monkeypatch)
     resumed = train_sft(
         _sft_records(), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
     )

@@ -46,13 +46,19 @@ def _is_loopback(url: str) -> bool:
         return False
 
 
-def resolve_api_key(api: APIConfig, env_file: str | Path) -> str:
-    """The key from the environment, else from the .env file; a local server needs none."""
-    key = os.environ.get(api.api_key_env)
-    if not key and Path(env_file).is_file():
+def read_secret(env_name: str, env_file: str | Path) -> str | None:
+    """A secret from the environment, else from the .env file; None if unset or blank."""
+    value = os.environ.get(env_name)
+    if not value and Path(env_file).is_file():
         from dotenv import dotenv_values
 
-        key = dotenv_values(env_file).get(api.api_key_env)
+        value = dotenv_values(env_file).get(env_name)
+    return (value or "").strip() or None
+
+
+def resolve_api_key(api: APIConfig, env_file: str | Path) -> str:
+    """The key from the environment, else from the .env file; a local server needs none."""
+    key = read_secret(api.api_key_env, env_file)
     if key:
         return key
     if _is_loopback(api.base_url):

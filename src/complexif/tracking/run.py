@@ -264,8 +264,6 @@ def reap_dead_runs(client: MlflowClient, experiment_id: str, reaper: str) -> lis
             [experiment_id], filter_string="attributes.status = 'RUNNING'", max_results=1000
         )
         for stale in runs:
-            if stale.data.tags.get(TAG_HOST) != socket.gethostname():
-                continue
             if not _owner_gone(stale.data.tags, machine):
                 continue
             run_id = stale.info.run_id
