@@ -802,6 +802,7 @@ def test_cli_rejects_a_key_pasted_in_place_of_its_variable_name(capsys):
     assert main([*argv, "--port", "0", "--api-key-env", "sk-proj-abc123"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --api-key-env") and err.count("\n") == 1
+    assert "abc123" not in err  # a pasted key is never echoed
 
 
 def test_cli_serves_beyond_loopback_with_a_key_after_a_warning():
