@@ -60,6 +60,11 @@ class PathsConfig(_Strict):
     ledger_dir: str = Field(
         min_length=1, description="One failure ledger per LLM stage: <ledger_dir>/<stage>.jsonl"
     )
+    conifer_queries: str = Field(min_length=1)
+    conifer_instructions: str = Field(min_length=1)
+    conifer_answers: str = Field(min_length=1)
+    conifer_sft: str = Field(min_length=1)
+    conifer_dpo: str = Field(min_length=1)
 
     def model_dir(self, name: str) -> Path:
         return Path(self.models_dir) / name
@@ -291,6 +296,126 @@ class CorrectConfig(_Strict):
         return _one_sample(v, "correct.teacher")
 
 
+class StepSampling(_Strict):
+    """How one Conifer step asks its role: these override the role's generation settings
+    (batching, engine and seed stay the role's)."""
+
+    template: str = Field(min_length=1, description="Prompt file under conifer.prompts_dir.")
+    max_new_tokens: int = Field(ge=1)
+    temperature: float = Field(ge=0.0)
+    top_p: float = Field(gt=0.0, le=1.0)
+
+
+class ConiferSeedsConfig(_Strict):
+    """Conifer's seed filter, applied to the project's seed set (deduplicated and decontaminated
+    by the ``seeds`` stage) or to ``sources`` (ShareGPT-style conversations: first user turns)."""
+
+    sources: list[SeedSource] | None = Field(
+        description="null: the seeds stage's output (paths.seeds); else these files, "
+        "decontaminated against the benchmarks as the seeds stage does."
+    )
+    max_chars: int = Field(ge=1, description="The paper: at most 200 characters.")
+    min_words: int = Field(ge=1, description="The paper: at least 5 words.")
+    language: str = Field(min_length=2, description="langdetect code kept (the paper: English).")
+    n: int | None = Field(ge=1, description="Seeds kept after filtering (seeded sample).")
+    seed: Seed
+
+
+class ReframeConfig(StepSampling):
+    per_seed: int = Field(ge=1, description="Instructions asked for per seed (the paper: >= 3).")
+
+
+class LevelsConfig(_Strict):
+    """How constraints accumulate over difficulty levels: level 1 takes ``first_categories``
+    categories and ``first_subcategories`` subcategory constraints; each next level adds
+    ``add_categories`` and ``add_subcategories`` more (each a [min, max] range)."""
+
+    n: int = Field(ge=1, le=10, description="Levels per query (the paper: 5).")
+    first_categories: list[int]
+    first_subcategories: list[int]
+    add_categories: list[int]
+    add_subcategories: list[int]
+    seed: Seed
+
+    @field_validator(
+        "first_categories", "first_subcategories", "add_categories", "add_subcategories"
+    )
+    @classmethod
+    def _check_range(cls, v: list[int]) -> list[int]:
+        if len(v) != 2 or not 1 <= v[0] <= v[1]:
+            raise ValueError(f"must be [min, max] with 1 <= min <= max, got {list(v)}")
+        return v
+
+
+class FormatNumericalConfig(StepSampling):
+    """Format and numerical constraints from template lists, added to a sampled fraction of
+    the leveled instructions (the teacher rewrites the instruction to include them)."""
+
+    constraints_file: str = Field(
+        min_length=1, description="YAML under conifer.prompts_dir: format and numerical lists."
+    )
+    fraction: float = Field(ge=0.0, le=1.0, description="Share of instructions that get some.")
+    counts: list[int] = Field(
+        min_length=1, description="How many to add, drawn uniformly (the paper: 1 or 3)."
+    )
+    format_share: float = Field(
+        ge=0.0, le=1.0, description="Share of the added ones that are format constraints."
+    )
+    seed: Seed
+
+
+class FeedbackConfig(StepSampling):
+    enabled: bool
+
+
+class ExternalFeedbackConfig(FeedbackConfig):
+    judge_template: str = Field(
+        min_length=1, description="The teacher's verdict on the weak answer."
+    )
+    judge_max_new_tokens: int = Field(ge=1)
+    revise_suffix: str = Field(
+        min_length=1, description="Appended to the critique in the 4-turn sample's third turn."
+    )
+    dpo_pairs: bool = Field(
+        description="A failed weak answer also becomes a DPO pair (chosen: the teacher's)."
+    )
+
+
+class ConiferConfig(_Strict):
+    prompts_dir: str = Field(min_length=1, description="Templates, under paths.prompts_dir.")
+    teacher: LLMRoleConfig
+    weak: LLMRoleConfig = Field(description="The weaker model critiqued in external feedback.")
+    seeds: ConiferSeedsConfig
+    reframe: ReframeConfig
+    filter_context: StepSampling = Field(description="Filter 1: answerable without more context.")
+    constraints: StepSampling = Field(description="Constraint lists: categories -> constraints.")
+    levels: LevelsConfig
+    recombine: StepSampling
+    format_numerical: FormatNumericalConfig
+    filter_conflict: StepSampling = Field(description="Filter 2: answerable, no conflicts.")
+    answer: StepSampling
+    internal_feedback: FeedbackConfig
+    external_feedback: ExternalFeedbackConfig
+    packing: Literal["easy_to_hard", "none"] = Field(
+        description="easy_to_hard: a query's levels 1->n as one multi-turn conversation; "
+        "none: one single-turn sample per level."
+    )
+
+    @field_validator("teacher", "weak")
+    @classmethod
+    def _check_n(cls, v: LLMRoleConfig) -> LLMRoleConfig:
+        return _one_sample(v, "conifer role")
+
+
+class CurationConfig(_Strict):
+    method: Literal["fcs", "conifer", "both"] = Field(
+        description="Which curated data trains: From Complex to Simple, Conifer, or both mixed."
+    )
+    fcs_ratio: float = Field(ge=0.0, le=1.0, description="Share of the FCS records kept.")
+    conifer_ratio: float = Field(ge=0.0, le=1.0, description="Share of the Conifer records kept.")
+    seed: Seed
+
+
 class BuildDataConfig(_Strict):
     curriculum: Literal["easy_to_hard", "shuffle", "none"]
     targets: Literal["verified", "all"] = Field(
@@ -518,6 +643,8 @@ class Params(_Strict):
     compose: ComposeConfig
     respond: RespondConfig
     correct: CorrectConfig
+    conifer: ConiferConfig
+    curation: CurationConfig
     build_data: BuildDataConfig
     train: TrainConfig
     evaluate: EvaluateConfig
