@@ -396,6 +396,12 @@ class ConiferConfig(_Strict):
     answer: StepSampling
     internal_feedback: FeedbackConfig
     external_feedback: ExternalFeedbackConfig
+    max_failure_fraction: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Like llm.max_failure_fraction, for the Conifer stages: a small stand-in "
+        "teacher writes many unparseable answers, which are dropped and ledgered.",
+    )
     packing: Literal["easy_to_hard", "none"] = Field(
         description="easy_to_hard: a query's levels 1->n as one multi-turn conversation; "
         "none: one single-turn sample per level."

@@ -43,9 +43,20 @@ class TooManyFailures(RuntimeError):
 
 
 class LLMSession:
-    def __init__(self, stage: str, params: Params, run: Any | None = None) -> None:
+    def __init__(
+        self,
+        stage: str,
+        params: Params,
+        run: Any | None = None,
+        failure_limit: tuple[str, float] | None = None,
+    ) -> None:
         self.stage = stage
         self.params = params
+        # (the params key that set it, the share): named in the error a user reads.
+        self.failure_limit = failure_limit or (
+            "llm.max_failure_fraction",
+            params.llm.max_failure_fraction,
+        )
         cfg = params.llm
         self.cache = (
             ResponseCache(cfg.cache.path, run=run_label(stage, run)) if cfg.cache.enabled else None
@@ -107,8 +118,8 @@ class LLMSession:
     def check_failures(self, n_outputs: int | None = None) -> None:
         """Stop before writing outputs that would be mostly holes.
 
-        Raises :class:`TooManyFailures` when more than ``llm.max_failure_fraction`` of the
-        requests failed for good, and :class:`BudgetExceeded` when the budget ran out before
+        Raises :class:`TooManyFailures` when more than the session's failure limit (by default
+        ``llm.max_failure_fraction``) of the requests failed for good, and :class:`BudgetExceeded` when the budget ran out before
         a single output (``n_outputs == 0``): there is nothing worth keeping.
         """
         counts = self.ledger.counts()
@@ -118,11 +129,11 @@ class LLMSession:
         usages = self.meter.by_role.values()
         answered = sum(u.requests + u.cache_hits for u in usages)
         attempted = answered + counts.get("request_failed", 0) - sum(u.repairs for u in usages)
-        limit = self.params.llm.max_failure_fraction
+        key, limit = self.failure_limit
         if attempted and failed / attempted > limit:
             raise TooManyFailures(
                 f"{failed} of {attempted} requests failed (more than "
-                f"llm.max_failure_fraction={limit}); reasons are in {self.ledger_path}"
+                f"{key}={limit}); reasons are in {self.ledger_path}"
             )
         if self.meter.exhausted and n_outputs == 0:
             raise self._budget_error()
@@ -150,8 +161,14 @@ class LLMSession:
 
 
 @contextmanager
-def llm_session(stage: str, params: Params, run: Any | None = None) -> Iterator[LLMSession]:
-    session = LLMSession(stage, params, run)
+def llm_session(
+    stage: str,
+    params: Params,
+    run: Any | None = None,
+    failure_limit: tuple[str, float] | None = None,
+) -> Iterator[LLMSession]:
+    """``failure_limit`` replaces ``llm.max_failure_fraction`` as (its params key, the share)."""
+    session = LLMSession(stage, params, run, failure_limit)
     try:
         yield session
     except BaseException:
