@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from complexif.config import deep_merge
-from complexif.training.data import dpo_dataset, sft_dataset
+from complexif.training.data import dpo_dataset
 from complexif.training.dpo import train_dpo
 from complexif.training.sft import train_sft
 from tests.conftest import REPO_ROOT, repo_params, updated
@@ -61,14 +61,6 @@ def _dpo_records():
 
 def _weights(path):
     return load_file(str(path / "model.safetensors"))
-
-
-def test_sft_dataset_puts_the_loss_on_the_last_assistant_turn():
-    ds = sft_dataset(_sft_records(1))
-    assert ds[0]["prompt"] == [{"role": "user", "content": "Write the word apple in capitals."}]
-    assert ds[0]["completion"] == [{"role": "assistant", "content": "APPLE"}]
-    with pytest.raises(ValueError, match="last message must be the assistant"):
-        sft_dataset([{"id": "x", "messages": [{"role": "user", "content": "hi"}]}])
 
 
 def test_dpo_dataset_keeps_conversational_columns():
@@ -140,31 +132,21 @@ def _sft_loss(records, model_dir, out, **overrides) -> float:
 
 
 def test_padding_free_batches_give_the_padded_loss(tiny_model_dir, tmp_path):
-    # Examples of very different lengths, one longer than max_length: padding-free batches must
-    # neither let examples attend to each other nor truncate differently from TRL's padded path.
+    # Examples of very different lengths, one longer than max_length, one of two turns:
+    # padding-free batches must neither let examples attend to each other nor truncate
+    # differently from TRL's padded path.
     records = _sft_records()
     records[1]["messages"][1]["content"] = "RIVER " * 60
     records[2]["messages"][0]["content"] = "Please, " * 10 + "write the word stone in capitals."
+    records[3]["messages"] += [
+        {"role": "user", "content": "And the word river?"},
+        {"role": "assistant", "content": "RIVER"},
+    ]
     padded = _sft_loss(records, tiny_model_dir, tmp_path / "a", max_length=48, padding_free=False)
     free = _sft_loss(records, tiny_model_dir, tmp_path / "b", max_length=48, padding_free=True)
     assert free == pytest.approx(padded, rel=1e-4)
     longer = _sft_loss(records, tiny_model_dir, tmp_path / "c", max_length=96, padding_free=True)
     assert longer != pytest.approx(free, rel=1e-4)  # max_length is really applied
-
-
-def test_truncation_drops_examples_left_without_completion_tokens(tiny_model_dir):
-    from datasets import Dataset
-
-    from complexif.training.sft import truncate_tokenized
-
-    ds = Dataset.from_list(
-        [
-            {"input_ids": [1, 2, 3, 4, 5, 6], "labels": [-100, -100, -100, -100, 5, 6]},
-            {"input_ids": [1, 2, 3], "labels": [-100, 2, 3]},
-        ]
-    )
-    out = truncate_tokenized(ds, 3)
-    assert out["input_ids"] == [[1, 2, 3]] and out["labels"] == [[-100, 2, 3]]
 
 
 def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(

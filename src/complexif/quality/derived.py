@@ -124,7 +124,7 @@ def messages_ok(value: Any) -> bool:
         if not isinstance(msg.get("content"), str):
             return False
     roles = [m["role"] for m in messages]
-    # SFT trains on the final assistant turn, which must answer at least one user turn.
+    # SFT trains on every assistant turn; the conversation ends in one and has a user turn.
     return roles[-1] == "assistant" and "user" in roles
 
 

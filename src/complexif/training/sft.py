@@ -21,7 +21,7 @@ from complexif.training.mixing import load_general, mix_general
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TrainResult", "train_sft", "truncate_tokenized", "with_general_data"]
+__all__ = ["TrainResult", "sft_trainer", "train_sft", "with_general_data"]
 
 
 def with_general_data(records: Sequence[dict[str, Any]], cfg: SFTTrainConfig) -> list[dict]:
@@ -45,51 +45,62 @@ def train_sft(
     report_to: Sequence[str] = (),
 ) -> TrainResult:
     """Fine-tune ``base_dir`` on ``records`` (plus any general data) and write the model to
-    ``out_dir``.
+    ``out_dir``. The loss falls on every assistant turn of each conversation.
 
     With ``curriculum`` the records are consumed in the given (easy-to-hard) order instead of
     being shuffled.
     """
-    from trl import SFTConfig, SFTTrainer
-
     if not records:
         raise ValueError("no SFT records to train on")
     records = with_general_data(records, cfg)
     model, tokenizer = load_policy(base_dir, device, cfg.precision)
-    dataset = sft_dataset(records)
+    dataset = sft_dataset(records, tokenizer, cfg.max_length)
     with work_dir("sft", cfg, records, base_dir) as work:
-        kwargs = trainer_kwargs(cfg, device, work, list(report_to))
-        if cfg.padding_free:
-            # TRL refuses max_length with padding-free batches unless the data comes truncated:
-            # it is truncated below, after TRL has tokenized it, exactly as TRL would.
-            kwargs["max_length"] = None
-        args = SFTConfig(
-            **kwargs,
-            completion_only_loss=True,
-            packing=False,
-            padding_free=cfg.padding_free,
-            train_sampling_strategy="sequential" if curriculum else "random",
+        trainer = sft_trainer(
+            model,
+            tokenizer,
+            dataset,
+            cfg,
+            device=device,
+            work=work,
+            curriculum=curriculum,
+            report_to=report_to,
         )
-        trainer = SFTTrainer(
-            model=model,
-            args=args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            peft_config=peft_config(cfg),
-        )
-        if cfg.padding_free:
-            trainer.train_dataset = truncate_tokenized(trainer.train_dataset, cfg.max_length)
         return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_examples")
 
 
-def truncate_tokenized(dataset, max_length: int):
-    """TRL's own truncation of a tokenized SFT dataset (keep the first ``max_length`` tokens,
-    drop examples left with no completion token), for the padding-free path where TRL skips it."""
+def sft_trainer(
+    model,
+    tokenizer,
+    dataset,
+    cfg: SFTTrainConfig,
+    *,
+    device: str,
+    work: Path,
+    curriculum: bool,
+    report_to: Sequence[str] = (),
+):
+    """TRL's SFTTrainer on ``dataset`` (from :func:`sft_dataset`: tokenized, truncated, with its
+    loss mask in ``assistant_masks``)."""
+    from trl import SFTConfig, SFTTrainer
 
-    def cut(example: dict[str, Any]) -> dict[str, Any]:
-        return {k: example[k][:max_length] for k in ("input_ids", "labels") if k in example}
-
-    dataset = dataset.map(cut)
-    if "labels" in dataset.column_names:
-        dataset = dataset.filter(lambda ex: any(label != -100 for label in ex["labels"]))
-    return dataset
+    kwargs = trainer_kwargs(cfg, device, work, list(report_to))
+    # The rows come truncated to cfg.max_length already; TRL's max_length would only refuse
+    # padding-free batches (it cannot truncate them itself).
+    kwargs["max_length"] = None
+    args = SFTConfig(
+        **kwargs,
+        # TRL labels a pre-tokenized row where its assistant_masks is 1; completion_only_loss
+        # is about prompt-completion rows, which these are not.
+        completion_only_loss=False,
+        packing=False,
+        padding_free=cfg.padding_free,
+        train_sampling_strategy="sequential" if curriculum else "random",
+    )
+    return SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=peft_config(cfg),
+    )
