@@ -383,6 +383,9 @@ class ExternalFeedbackConfig(FeedbackConfig):
 
 class ConiferConfig(_Strict):
     prompts_dir: str = Field(min_length=1, description="Templates, under paths.prompts_dir.")
+    repair_template: str = Field(
+        min_length=1, description="The re-ask for a text answer that cannot be used."
+    )
     teacher: LLMRoleConfig
     weak: LLMRoleConfig = Field(description="The weaker model critiqued in external feedback.")
     seeds: ConiferSeedsConfig
