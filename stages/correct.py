@@ -2,7 +2,7 @@
 
 from complexif.curation.correct import (
     correct_responses,
-    fix_template,
+    fix_step,
     read_instructions,
     teacher_factory,
 )
@@ -19,7 +19,7 @@ def main(params, run) -> None:
             read_instructions(params.paths.instructions),
             responses,
             params.correct,
-            fix_template(params),
+            fix_step(params),
             teacher=teacher_factory(params, llm),
             on_round=lambda rnd, stats: run.log_metrics(
                 {f"round.{k}": v for k, v in stats.items()}, step=rnd

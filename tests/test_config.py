@@ -144,7 +144,6 @@ NOT_A_PARAMS_DEFAULT = {
     ("curation/discrimination.py", "Attempt", "model"): "the model that wrote an attempt",
     ("curation/seeds.py", "word_shingles", "n"): "shingle length of near-dup detection",
     ("curation/seeds.py", "near_duplicate_pairs", "n"): "shingle length of near-dup detection",
-    ("curation/correct.py", "JSONFixTeacher.generate", "progress"): "per-call progress switch",
     ("llm/base.py", "LLM.generate", "progress"): "per-call progress switch",
     ("llm/base.py", "BatchBackend.generate", "progress"): "per-call progress switch",
     ("llm/client.py", "LLMClient.generate", "progress"): "per call; llm.progress is required",

@@ -8,14 +8,21 @@ from collections.abc import Sequence
 import pytest
 
 from complexif.curation.correct import correction_settings
-from complexif.curation.discrimination import correct_all, start_trajectory, summarize
+from complexif.curation.discrimination import (
+    correct_all,
+    json_fix_step,
+    start_trajectory,
+    summarize,
+    text_fix_step,
+)
 from complexif.curation.training_data import build_dpo, build_sft
 from complexif.llm.base import ChatRequest, ChatResponse
 from complexif.llm.prompts import PromptTemplate
 from tests.conftest import repo_params, updated
+from tests.llm.servers import ScriptedBackend, llm_client
 
-TEMPLATE = PromptTemplate(
-    "fix.txt", "Instruction: $instruction\nAnswer: $response\nFix: $constraint"
+FIX = text_fix_step(
+    PromptTemplate("fix.txt", "Instruction: $instruction\nAnswer: $response\nFix: $constraint")
 )
 
 
@@ -56,7 +63,7 @@ def test_program_repairs_fix_failures_one_at_a_time_and_each_fix_is_verified():
     def no_teacher():
         raise AssertionError("the teacher must not be loaded when programs fix everything")
 
-    correct_all([traj], _settings("program"), TEMPLATE, teacher=no_teacher)
+    correct_all([traj], _settings("program"), FIX, teacher=no_teacher)
     assert traj.verified
     steps = traj.accepted_chain()
     assert [a.method for a in steps] == ["initial", "program", "program"]
@@ -77,12 +84,23 @@ def test_a_teacher_fix_that_breaks_a_passing_constraint_is_rejected():
     # The teacher adds the keyword but also capitalises: target passes, a passing one now fails.
     teacher = ScriptedTeacher(["Cats have WHISKERS."])
     settings = _settings("teacher", teacher_attempts_per_constraint=1)
-    correct_all([traj], settings, TEMPLATE, teacher=lambda: teacher)
+    correct_all([traj], settings, FIX, teacher=lambda: teacher)
     assert not traj.verified
     assert traj.attempts[-1].method == "teacher" and traj.attempts[-1].accepted is False
     assert traj.current.response == "cats are soft."
-    assert "Fix:" in teacher.requests[0].messages[0]["content"]
-    assert "whiskers" in teacher.requests[0].messages[0]["content"]
+    # The request is the one discrimination sent before the step runner, so its cache key
+    # (messages, params, template version) and its ledger id are unchanged.
+    content = (
+        "Instruction: Describe a cat.\nAnswer: cats are soft.\nFix: Follow keywords:existence "
+    )
+    assert teacher.requests == [
+        ChatRequest(
+            "r1:1:1",
+            ({"role": "user", "content": content + "{'keywords': ['whiskers']}."},),
+            settings.teacher_params,
+            prompt_version=FIX.template.version,
+        )
+    ]
 
 
 def test_teacher_requests_are_batched_per_round_and_accepted_when_they_verify():
@@ -95,7 +113,7 @@ def test_teacher_requests_are_batched_per_round_and_accepted_when_they_verify():
     correct_all(
         trajs,
         _settings("teacher"),
-        TEMPLATE,
+        FIX,
         teacher=lambda: teacher,
         on_round=lambda r, s: rounds.append((r, s)),
     )
@@ -109,12 +127,68 @@ def test_teacher_requests_are_batched_per_round_and_accepted_when_they_verify():
     assert stats["teacher_accepted"] == 1 and stats["teacher_rejected"] == 1
 
 
+def test_json_fixes_are_parsed_repaired_once_and_a_failed_one_uses_its_attempt(tmp_path):
+    # Three responses missing their keyword; the teacher answers {"response": ...} in JSON.
+    words = ["moon", "sun", "star"]
+    trajs = [
+        start_trajectory(w, _instruction(["keywords:existence"], [{"keywords": [w]}]), "sky")
+        for w in words
+    ]
+
+    def answer(request: ChatRequest) -> str:
+        word = request.id.split(":")[0]
+        if word == "moon":  # closed JSON, then chatter until the token limit
+            return '```json\n{"response": "the moon at night"}\n```\nI hope this helps, and'
+        if len(request.messages) > 1:  # the repair re-ask
+            return '{"response": "the sun by day"}' if word == "sun" else "sorry, I cannot"
+        return "Here is my fix: the sun by day"
+
+    backend = ScriptedBackend(answer, finish=lambda r: "length" if "moon" in r.id else "stop")
+    client = llm_client(backend, tmp_path)
+    repair = PromptTemplate("json_repair.txt", "Not JSON: $error")
+    step = json_fix_step(FIX.template, repair)
+    settings = _settings("teacher", teacher_attempts_per_constraint=1)
+    rounds = []
+    correct_all(
+        trajs, settings, step, teacher=lambda: client, on_round=lambda r, s: rounds.append(s)
+    )
+
+    moon, sun, star = trajs
+    assert moon.verified and sun.verified and not star.verified
+    # A closed JSON string is whole even though the answer ran on to the token limit.
+    assert moon.current.response == "the moon at night"
+    assert moon.current.finish_reason == "stop" and moon.current.model == "scripted"
+    assert sun.current.response == "the sun by day"
+    # The one that never parsed used its attempt; the trajectory and the ledger say why.
+    failed = star.attempts[-1]
+    assert (failed.method, failed.accepted, failed.response) == ("teacher", False, "")
+    assert failed.error.startswith("parse_failed: no JSON object")
+    assert "after one repair re-ask" in failed.error
+    assert [(e.request_id, e.kind) for e in client.ledger.entries] == [("star:1:0", "parse_failed")]
+    assert len(backend.requests) == 3 + 2  # one re-ask each for sun and star, none for moon
+    assert rounds[0]["teacher_requests"] == 3 and rounds[0]["teacher_failed"] == 1
+    assert summarize(trajs)["teacher_failed"] == 1
+    # Every later round has nothing left to ask: star is at its attempt budget.
+    assert all(r["teacher_requests"] == 0 for r in rounds[1:])
+
+
+def test_a_plain_text_fix_cut_off_at_the_token_limit_stays_marked_cut_off(tmp_path):
+    traj = start_trajectory(
+        "r1", _instruction(["keywords:existence"], [{"keywords": ["moon"]}]), "sky"
+    )
+    backend = ScriptedBackend(lambda r: "the moon and the", finish=lambda r: "length")
+    client = llm_client(backend, tmp_path)
+    correct_all([traj], _settings("teacher"), FIX, teacher=lambda: client)
+    assert traj.verified and traj.current.response == "the moon and the"
+    assert traj.current.finish_reason == "length"  # never an SFT target
+
+
 def test_strategy_without_teacher_factory_is_an_error():
     traj = start_trajectory(
         "a", _instruction(["keywords:existence"], [{"keywords": ["moon"]}]), "x"
     )
     with pytest.raises(ValueError, match="teacher"):
-        correct_all([traj], _settings("teacher"), TEMPLATE, teacher=None)
+        correct_all([traj], _settings("teacher"), FIX, teacher=None)
 
 
 def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
@@ -133,7 +207,7 @@ def test_sft_targets_and_dpo_pairs_come_only_from_verified_trajectories():
         "hello there my friend",
     )
     trajs = [fixed, already_ok, stuck]
-    correct_all(trajs, _settings("program"), TEMPLATE)
+    correct_all(trajs, _settings("program"), FIX)
     records = [t.to_record() for t in trajs]
     for rec in records:
         rec["instruction_id"] = rec["instruction_id"] + rec["id"]

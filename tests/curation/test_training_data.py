@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from complexif.curation.correct import correction_settings
-from complexif.curation.discrimination import correct_all, start_trajectory
+from complexif.curation.discrimination import correct_all, start_trajectory, text_fix_step
 from complexif.curation.respond import respond_all
 from complexif.curation.training_data import build_dpo, build_sft
-from complexif.llm.base import ChatResponse
+from complexif.ids import content_id
+from complexif.llm.base import ChatRequest, ChatResponse
+from complexif.llm.cache import request_key
+from complexif.llm.factory import generation_params
 from complexif.llm.prompts import PromptTemplate
 from tests.conftest import repo_params, updated
+from tests.llm.servers import ScriptedBackend, llm_client
 
-TEMPLATE = PromptTemplate("fix.txt", "$instruction $response $constraint")
+FIX = text_fix_step(PromptTemplate("fix.txt", "$instruction $response $constraint"))
 IDS = ["change_case:english_lowercase", "keywords:existence"]
 KWARGS = [{}, {"keywords": ["moon"]}]
 INSTRUCTION = {
@@ -50,7 +56,7 @@ def _corrections():
         start_trajectory(f"res-{i}", INSTRUCTION, text, finish)
         for i, (text, finish) in enumerate(SAMPLES)
     ]
-    correct_all(trajs, _settings("program"), TEMPLATE)
+    correct_all(trajs, _settings("program"), FIX)
     return [t.to_record() for t in trajs]
 
 
@@ -99,7 +105,7 @@ def test_generation_baseline_trains_on_answers_as_written():
         start_trajectory(f"res-{i}", INSTRUCTION, text, finish)
         for i, (text, finish) in enumerate(SAMPLES)
     ]
-    correct_all(trajs, _settings("none"), TEMPLATE)
+    correct_all(trajs, _settings("none"), FIX)
     corrections = [t.to_record() for t in trajs]
     assert [len(c["trajectory"]) for c in corrections] == [1, 1, 1, 1]  # verified, not fixed
     texts = [
@@ -142,3 +148,40 @@ def test_respond_samples_n_answers_each_its_own_row_and_seed():
     ]
     assert len({r["id"] for r in rows}) == 6
     assert {r["response"] for r in rows if r["sample"] == 1} == {"answer 11"}
+
+
+def test_respond_asks_what_it_asked_before_the_step_runner_so_cached_answers_still_hit(tmp_path):
+    # Before the step runner, respond asked one bare user turn per (instruction, sample), id
+    # "<instruction id>#<i>" and seed seed+i, no prompt version. An answer cached under that
+    # request must still be served, and each record keep the id it had.
+    gen = updated(repo_params().respond.student.generation, n=2, temperature=0.8, seed=10)
+    backend = ScriptedBackend(lambda r: f"fresh {r.id}")
+    client = llm_client(backend, tmp_path, role="student")
+    params = replace(generation_params(gen), n=1, seed=11)
+    earlier = ChatRequest(
+        "ins-moon#1", ({"role": "user", "content": INSTRUCTION["prompt"]},), params
+    )
+    assert client.cache is not None
+    client.cache.put(
+        request_key(client.model_id, earlier),
+        ChatResponse("ins-moon#1", "cached answer", "scripted", "stop", 3, 2),
+    )
+    rows, failures = respond_all(client, [INSTRUCTION], gen)
+    assert not failures
+    assert backend.requests == [replace(earlier, id="ins-moon#0", params=replace(params, seed=10))]
+    assert rows == [
+        {
+            "id": content_id(rid, "scripted", gen.model_dump(), text, prefix="res-"),
+            "instruction_id": "ins-moon",
+            "sample": sample,
+            "response": text,
+            "model": "scripted",
+            "finish_reason": "stop",
+            "completion_tokens": tokens,
+            "generation": gen.model_dump(),
+        }
+        for rid, sample, text, tokens in [
+            ("ins-moon#0", 0, "fresh ins-moon#0", 1),
+            ("ins-moon#1", 1, "cached answer", 2),
+        ]
+    ]

@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -16,8 +17,12 @@ from fastapi import FastAPI
 
 from complexif.config import ServeConfig, load_params
 from complexif.llm import server
+from complexif.llm.accounting import UsageMeter
 from complexif.llm.base import ChatRequest, ChatResponse
+from complexif.llm.cache import ResponseCache
+from complexif.llm.client import LLMClient
 from complexif.llm.faults import FaultConfig
+from complexif.llm.ledger import FailureLedger
 from complexif.llm.server import Access, Responder, serve_in_thread
 from tests.conftest import REPO_ROOT
 
@@ -55,6 +60,48 @@ class ScriptedResponder:
 
     def prompt_tokens(self, request: ChatRequest) -> int:
         return words(request)
+
+
+class ScriptedBackend:
+    """A fake :class:`BatchBackend` answering ``answer(request)``, for the step runner's tests.
+
+    Every request it got is kept in ``requests``; ``finish(request)`` gives the finish reason
+    (``"length"`` stands for an answer cut off at the token limit).
+    """
+
+    name = "scripted"
+    fingerprint = "fp-scripted"
+
+    def __init__(
+        self,
+        answer: Callable[[ChatRequest], str],
+        finish: Callable[[ChatRequest], str] = lambda request: "stop",
+    ) -> None:
+        self.answer = answer
+        self.finish = finish
+        self.requests: list[ChatRequest] = []
+
+    def generate(
+        self, requests: Sequence[ChatRequest], progress: bool = True
+    ) -> list[ChatResponse]:
+        self.requests.extend(requests)
+        return [
+            ChatResponse(r.id, self.answer(r), self.name, self.finish(r), 1, 1) for r in requests
+        ]
+
+
+def llm_client(backend: Any, cache_dir: Path, role: str = "teacher") -> LLMClient:
+    """The real :class:`LLMClient` over ``backend``: a cache in ``cache_dir``, its own ledger,
+    no budget cap and no progress bar."""
+    return LLMClient(
+        backend,
+        role=role,
+        meter=UsageMeter({}, budget_usd=None),
+        ledger=FailureLedger("test"),
+        cache=ResponseCache(cache_dir / "cache.sqlite"),
+        chunk_size=16,
+        progress=False,
+    )
 
 
 class RecordingBackend:

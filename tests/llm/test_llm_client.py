@@ -25,17 +25,14 @@ from complexif.llm.client import LLMClient
 from complexif.llm.faults import FaultConfig
 from complexif.llm.ledger import FailureLedger
 from complexif.llm.openai_backend import OpenAIBackend
-from complexif.llm.prompts import PromptTemplate
 from complexif.llm.responders import FixedLatencyResponder
 from complexif.llm.retry import RetryPolicy
 from complexif.llm.server import serve_in_thread
-from complexif.llm.structured import generate_json
 from tests.conftest import gen_params
-from tests.llm.servers import ScriptedResponder, build_app
+from tests.llm.servers import build_app
 from tests.llm.servers import stats as server_stats
 
 PARAMS = gen_params(16)
-REPAIR = PromptTemplate("json_repair.txt", "Not usable: $error. Only JSON please.")
 
 
 def _requests(n: int, params: GenerationParams = PARAMS, prefix: str = "q") -> list[ChatRequest]:
@@ -297,31 +294,6 @@ def test_budget_waits_for_calls_in_flight_instead_of_giving_up_early(echo_server
     assert answered >= 16  # spent down to within one worst-case call of the cap, not 3 calls
     assert meter.cost_usd <= 3.0 and meter.exhausted
     assert answered + len(client.ledger.entries) == 40
-
-
-def test_json_answers_get_one_repair_re_ask_then_the_ledger(tmp_path):
-    def answer(request: ChatRequest) -> str:
-        last = request.messages[-1]["content"]
-        if last.startswith("Not usable"):  # the repair re-ask
-            first = request.messages[0]["content"]
-            return '{"response": "fixed"}' if "fixable" in first else "still not json"
-        if "good" in last:
-            return 'Sure!\n```json\n{"response": "fine"}\n```'
-        return "I think the answer is fine."
-
-    with serve_in_thread(build_app(ScriptedResponder(answer), "echo")) as url:
-        client = _client(url, tmp_path)
-        reqs = [
-            ChatRequest(rid, ({"role": "user", "content": rid},), PARAMS)
-            for rid in ("good", "fixable", "hopeless")
-        ]
-        out = generate_json(client, reqs, REPAIR, validate=lambda v: v["response"])
-        client.close()
-        assert server_stats(url)["requests"] == 5  # 3 + one repair each for two
-    assert out[:2] == ["fine", "fixed"]
-    assert isinstance(out[2], ChatFailure) and out[2].kind == "parse_failed"
-    assert "after one repair re-ask" in out[2].reason
-    assert [(e.request_id, e.kind) for e in client.ledger.entries] == [("hopeless", "parse_failed")]
 
 
 def test_api_key_from_env_or_dotenv_and_a_clear_error_without_one(tmp_path, monkeypatch):

@@ -8,63 +8,37 @@ from typing import Any
 from complexif.config import CorrectConfig, Params
 from complexif.curation.discrimination import (
     CorrectionSettings,
+    Fix,
     correct_all,
+    json_fix_step,
     start_trajectory,
     summarize,
+    text_fix_step,
 )
 from complexif.io import DataError, iter_jsonl, require_fields
-from complexif.llm.base import LLM, ChatFailure, ChatRequest, ChatResponse, ChatResult
-from complexif.llm.client import LLMClient
+from complexif.llm.base import LLM
 from complexif.llm.factory import generation_params
-from complexif.llm.prompts import PromptTemplate, load_template
+from complexif.llm.prompts import load_template
 from complexif.llm.session import LLMSession
-from complexif.llm.structured import generate_json
+from complexif.llm.step import LLMStep
 
 
-def _revised_response(value: Any) -> str:
-    if not isinstance(value, dict) or not isinstance(value.get("response"), str):
-        raise ValueError('expected an object {"response": "<the revised answer>"}')
-    return value["response"].strip()
-
-
-class JSONFixTeacher:
-    """A teacher that answers ``{"response": ...}``, seen by discrimination as a plain LLM.
-
-    Parsing is robust (fences, text around the JSON) with one repair re-ask; an answer that
-    still cannot be parsed comes back as a ``parse_failed`` :class:`ChatFailure` (ledgered).
-    """
-
-    def __init__(self, client: LLMClient, repair_template: PromptTemplate) -> None:
-        self.client = client
-        self.repair_template = repair_template
-        self.name = client.name
-
-    def generate(self, requests: Sequence[ChatRequest], progress: bool = True) -> list[ChatResult]:
-        values = generate_json(self.client, requests, self.repair_template, _revised_response)
-        return [
-            v if isinstance(v, ChatFailure) else ChatResponse(r.id, v, self.name, "stop", 0, 0)
-            for r, v in zip(requests, values, strict=True)
-        ]
-
-
-def fix_template(params: Params) -> PromptTemplate:
-    """The teacher's prompt: the plain-text or the JSON version, as ``teacher_output`` says."""
+def fix_step(params: Params) -> LLMStep[Fix]:
+    """How the teacher is asked for a fix: plain text, or ``{"response": ...}`` with one repair
+    re-ask, as ``correct.teacher_output`` says."""
     c = params.correct
-    name = c.json_prompt_template if c.teacher_output == "json" else c.prompt_template
-    return load_template(params.paths.prompts_dir, name)
+    prompts = params.paths.prompts_dir
+    if c.teacher_output == "json":
+        return json_fix_step(
+            load_template(prompts, c.json_prompt_template),
+            load_template(prompts, params.llm.json_repair_template),
+        )
+    return text_fix_step(load_template(prompts, c.prompt_template))
 
 
 def teacher_factory(params: Params, session: LLMSession) -> Callable[[], LLM]:
     """The teacher, built on first use (programs may fix everything and never need it)."""
-
-    def make() -> LLM:
-        client = session.client("teacher", params.correct.teacher)
-        if params.correct.teacher_output == "json":
-            repair = load_template(params.paths.prompts_dir, params.llm.json_repair_template)
-            return JSONFixTeacher(client, repair)
-        return client
-
-    return make
+    return lambda: session.client("teacher", params.correct.teacher)
 
 
 # What discrimination reads from an instruction row: the teacher sees the prompt's own wording
@@ -100,7 +74,7 @@ def correct_responses(
     instructions: Sequence[dict[str, Any]],
     responses: Sequence[dict[str, Any]],
     cfg: CorrectConfig,
-    template: PromptTemplate,
+    step: LLMStep[Fix],
     teacher: Callable[[], LLM] | None = None,
     on_round: Callable[[int, dict[str, int]], None] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
@@ -115,12 +89,11 @@ def correct_responses(
         trajectories.append(
             start_trajectory(resp["id"], ins, resp["response"], resp.get("finish_reason") or "stop")
         )
-    correct_all(
-        trajectories, correction_settings(cfg), template, teacher=teacher, on_round=on_round
-    )
+    correct_all(trajectories, correction_settings(cfg), step, teacher=teacher, on_round=on_round)
+    version = step.template.version if step.template is not None else ""
     records = []
     for t in trajectories:
         rec = t.to_record()
-        rec["prompt_template_version"] = template.version
+        rec["prompt_template_version"] = version
         records.append(rec)
     return records, summarize(trajectories)

@@ -24,8 +24,9 @@ from typing import Any, Literal
 
 from complexif.constraints.repair import REPAIRABLE_IDS, repair
 from complexif.constraints.verify import check_all
-from complexif.llm.base import LLM, ChatFailure, ChatRequest, GenerationParams
+from complexif.llm.base import LLM, ChatFailure, GenerationParams
 from complexif.llm.prompts import PromptTemplate
+from complexif.llm.step import LLMStep, Row, json_answer, run_step, template_prompt
 
 log = logging.getLogger(__name__)
 
@@ -168,19 +169,61 @@ def _record(
     return ok
 
 
-def teacher_request(
-    traj: Trajectory, idx: int, template: PromptTemplate, params: GenerationParams
-) -> ChatRequest:
-    constraint = traj.descriptions[idx]
-    content = template.render(
-        instruction=traj.prompt, response=traj.current.response, constraint=constraint
+@dataclass(frozen=True)
+class Fix:
+    """A teacher's revised answer.
+
+    ``whole``: the text is complete even if the teacher's answer ran into the token limit (a
+    JSON string the model closed); otherwise the text is the answer itself and is cut off with it.
+    """
+
+    text: str
+    whole: bool
+
+
+def _fix_fields(row: Row) -> dict[str, object]:
+    return {k: row[k] for k in ("instruction", "response", "constraint")}
+
+
+def text_fix_step(template: PromptTemplate) -> LLMStep[Fix]:
+    """The teacher's whole answer is the fixed response."""
+    return LLMStep(
+        "fix",
+        "teacher",
+        template,
+        prompt=template_prompt(template, _fix_fields),
+        parse=lambda row, text: Fix(text, whole=False),
     )
-    return ChatRequest(
-        id=f"{traj.id}:{len(traj.attempts)}:{idx}",
-        messages=({"role": "user", "content": content},),
-        params=params,
-        prompt_version=template.version,
+
+
+def _revised_response(row: Row, value: Any) -> Fix:
+    if not isinstance(value, dict) or not isinstance(value.get("response"), str):
+        raise ValueError('expected an object {"response": "<the revised answer>"}')
+    return Fix(value["response"].strip(), whole=True)
+
+
+def json_fix_step(template: PromptTemplate, repair: PromptTemplate) -> LLMStep[Fix]:
+    """The teacher answers ``{"response": ...}``: found wherever it put it, with one repair
+    re-ask; what still does not parse is ledgered ``parse_failed`` and uses the attempt."""
+    return LLMStep(
+        "fix",
+        "teacher",
+        template,
+        prompt=template_prompt(template, _fix_fields),
+        parse=json_answer(_revised_response),
+        repair=repair,
     )
+
+
+def _fix_row(traj: Trajectory, idx: int, position: int) -> dict[str, Any]:
+    return {
+        # The request id names the response, the attempt and the constraint it fixes.
+        "id": f"{traj.id}:{len(traj.attempts)}:{idx}",
+        "instruction": traj.prompt,
+        "response": traj.current.response,
+        "constraint": traj.descriptions[idx],
+        "position": position,
+    }
 
 
 def _record_failure(traj: Trajectory, idx: int, failure: ChatFailure, model: str) -> None:
@@ -203,12 +246,13 @@ def _record_failure(traj: Trajectory, idx: int, failure: ChatFailure, model: str
 def correct_all(
     trajectories: Sequence[Trajectory],
     settings: CorrectionSettings,
-    template: PromptTemplate,
+    step: LLMStep[Fix],
     teacher: Callable[[], LLM] | None = None,
     on_round: Callable[[int, dict[str, int]], None] | None = None,
 ) -> list[Trajectory]:
     """Run correction rounds over all trajectories; teacher calls are batched per round.
 
+    ``step`` asks the teacher for one fix (:func:`text_fix_step` or :func:`json_fix_step`).
     ``teacher`` is a factory so the teacher model is loaded only if some constraint needs it.
     """
     teacher_llm: LLM | None = None
@@ -240,16 +284,19 @@ def correct_all(
                 raise ValueError("strategy needs a teacher model but none was configured")
             if teacher_llm is None:
                 teacher_llm = teacher()
-            params = settings.teacher_params
-            requests = [teacher_request(t, i, template, params) for t, i in pending]
-            stats["teacher_requests"] = len(requests)
-            responses = teacher_llm.generate(requests)
-            for (traj, idx), resp in zip(pending, responses, strict=True):
-                if isinstance(resp, ChatFailure):
-                    _record_failure(traj, idx, resp, teacher_llm.name)
+            rows = [_fix_row(t, i, n) for n, (t, i) in enumerate(pending)]
+            stats["teacher_requests"] = len(rows)
+            result = run_step(teacher_llm, step, rows, settings.teacher_params)
+            answered = {out.row["position"]: out for out in result.outputs}
+            failed = {f.request_id: f for f in result.failures}
+            for row, (traj, idx) in zip(rows, pending, strict=True):
+                out = answered.get(row["position"])
+                if out is None:
+                    _record_failure(traj, idx, failed[row["id"]], teacher_llm.name)
                     stats["teacher_failed"] += 1
                 else:
-                    _record(traj, "teacher", idx, resp.text, resp.model, resp.finish_reason)
+                    finish = "stop" if out.value.whole else out.response.finish_reason
+                    _record(traj, "teacher", idx, out.value.text, out.response.model, finish)
         stats["verified"] = sum(t.verified for t in trajectories)
         log.info("correction round %d: %s", rnd, stats)
         if on_round:

@@ -7,10 +7,10 @@ from dataclasses import replace
 from typing import Any
 
 from complexif.config import GenerationConfig
-from complexif.evaluation.generate import answer_prompts
 from complexif.ids import content_id
 from complexif.llm.base import LLM, ChatFailure
 from complexif.llm.factory import generation_params
+from complexif.llm.step import answer_step, run_step
 
 
 def respond_all(
@@ -18,30 +18,24 @@ def respond_all(
 ) -> tuple[list[dict[str, Any]], list[ChatFailure]]:
     """One response record per answered (instruction, sample), and the failures for the rest.
 
-    Sample ``i`` is its own request seeded ``seed + i``, so each is cached on its own and a
-    larger ``n`` later reuses the first samples.
+    Sample ``i`` is its own request seeded ``seed + i`` (id ``<instruction id>#<i>`` when
+    ``n > 1``), so each is cached on its own and a larger ``n`` later reuses the first samples.
     """
-    rows, failures = [], []
-    base = generation_params(gen)
-    for i in range(gen.n):
-        params = replace(base, n=1, seed=gen.seed + i)
-        ids = [(f"{r['id']}#{i}" if gen.n > 1 else r["id"], r["prompt"]) for r in instructions]
-        got, failed = answer_prompts(llm, ids, params)
-        rows += [{**row, "instruction_id": row["id"].split("#")[0], "sample": i} for row in got]
-        failures += failed
+    params = replace(generation_params(gen), n=1)
+    result = run_step(llm, answer_step("student"), instructions, params, samples=gen.n)
     records = [
         {
             "id": content_id(
-                row["id"], row["model"], gen.model_dump(), row["response"], prefix="res-"
+                out.request_id, out.response.model, gen.model_dump(), out.value, prefix="res-"
             ),
-            "instruction_id": row["instruction_id"],
-            "sample": row["sample"],
-            "response": row["response"],
-            "model": row["model"],
-            "finish_reason": row["finish_reason"],
-            "completion_tokens": row["completion_tokens"],
+            "instruction_id": out.row["id"],
+            "sample": out.sample,
+            "response": out.value,
+            "model": out.response.model,
+            "finish_reason": out.response.finish_reason,
+            "completion_tokens": out.response.completion_tokens,
             "generation": gen.model_dump(),
         }
-        for row in rows
+        for out in result.outputs
     ]
-    return records, failures
+    return records, result.failures

@@ -29,6 +29,7 @@ from complexif.llm.base import (
     ChatFailure,
     ChatRequest,
     ChatResponse,
+    ChatResult,
     GenerationParams,
     Message,
 )
@@ -156,6 +157,8 @@ def run_step(
     """
     if params.n != 1:
         raise ValueError(f"step {step.name}: one answer per request (n=1); use samples={params.n}")
+    if samples < 1:
+        raise ValueError(f"step {step.name}: samples must be at least 1, got {samples}")
     result: StepResult[V] = StepResult(step.name, len(rows) * samples)
     for i in range(samples):
         sample_params = replace(params, seed=params.seed + i) if samples > 1 else params
@@ -181,7 +184,7 @@ def _answer_and_parse(
     got: dict[int, StepOutput[V] | ChatFailure] = {}
     retry_at: list[tuple[int, str]] = []
     retries: list[ChatRequest] = []
-    for i, res in enumerate(llm.generate(requests)):
+    for i, res in enumerate(_generate(llm, requests)):
         if isinstance(res, ChatFailure):
             got[i] = res  # the client has ledgered it
             continue
@@ -195,7 +198,7 @@ def _answer_and_parse(
                 retries.append(repair_request(requests[i], res.text, str(exc), step.repair))
     if retries:
         _count_repairs(llm, len(retries))
-        for (i, first_error), res in zip(retry_at, llm.generate(retries), strict=True):
+        for (i, first_error), res in zip(retry_at, _generate(llm, retries), strict=True):
             if isinstance(res, ChatFailure):
                 got[i] = res
                 continue
@@ -210,6 +213,15 @@ def _answer_and_parse(
             result.failures.append(item)
         else:
             result.outputs.append(item)
+
+
+def _generate(llm: LLM | BatchBackend, requests: list[ChatRequest]) -> list[ChatResult]:
+    results: list[ChatResult] = list(llm.generate(requests))
+    if len(results) != len(requests):
+        # An LLM answers every request (a response or a failure); one that does not is named
+        # here rather than surfacing as a row missing somewhere later.
+        raise RuntimeError(f"{llm.name}: {len(results)} results for {len(requests)} requests")
+    return results
 
 
 def _parse_failed(
@@ -229,3 +241,15 @@ def template_prompt(
 ) -> Callable[[Row], tuple[Message, ...]]:
     """A ``prompt`` that renders ``template`` with ``fields(row)`` as one user turn."""
     return lambda row: user_turn(template.render(**fields(row)))
+
+
+def answer_step(role: str) -> LLMStep[str]:
+    """A model answers each row's own ``prompt`` as one user turn, and the answer is the value.
+
+    No template: the prompt is the data (the student answering instructions, a model answering
+    IFEval), so the request carries no prompt version and its cache key is that of the bare
+    prompt.
+    """
+    return LLMStep(
+        "answer", role, None, prompt=lambda row: user_turn(str(row["prompt"])), parse=text_answer
+    )

@@ -2,21 +2,20 @@
 
 Models wrap JSON in code fences, preface it with "Sure! Here is...", or trail an explanation.
 :func:`extract_json` takes the first fenced block that parses, else the first JSON object or
-array that decodes anywhere in the text. :func:`generate_json` gives every unparseable answer one
-repair re-ask (the bad answer and the parse error go back to the model); what still fails goes
-to the failure ledger as ``parse_failed``.
+array that decodes anywhere in the text. :func:`repair_request` is the one re-ask an unparseable
+answer gets (the bad answer and the parse error go back to the model); the step runner
+(:mod:`complexif.llm.step`) sends it and ledgers what still fails as ``parse_failed``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-from complexif.llm.base import ChatFailure, ChatRequest, ChatResponse, ChatResult
-from complexif.llm.client import LLMClient
+from complexif.llm.base import ChatRequest
 from complexif.llm.prompts import PromptTemplate
 
 FENCE = re.compile(r"```[ \t]*(?:json|JSON|json5)?[ \t]*\n?(.*?)```", re.DOTALL)
@@ -75,7 +74,9 @@ def parse_json(text: str, validate: Validator | None) -> Any:
     raise JSONExtractError(shape_error)
 
 
-def repair_request(request: ChatRequest, answer: str, error: str, template: PromptTemplate):
+def repair_request(
+    request: ChatRequest, answer: str, error: str, template: PromptTemplate
+) -> ChatRequest:
     # Same id: a failed repair is ledgered under the row it was for.
     return replace(
         request,
@@ -86,53 +87,3 @@ def repair_request(request: ChatRequest, answer: str, error: str, template: Prom
         ),
         prompt_version=f"{request.prompt_version}+{template.version}",
     )
-
-
-def generate_json(
-    client: LLMClient,
-    requests: Sequence[ChatRequest],
-    repair_template: PromptTemplate,
-    validate: Validator | None = None,
-) -> list[Any | ChatFailure]:
-    """One parsed (and validated) value per request, in order, or the :class:`ChatFailure`."""
-    if any(r.params.n != 1 for r in requests):
-        raise ValueError("generate_json parses one answer per request; use n=1")
-    results: list[Any | ChatFailure] = []
-    retry_at: list[int] = []
-    retries: list[ChatRequest] = []
-    first_errors: list[str] = []
-    for i, (req, res) in enumerate(zip(requests, client.generate(requests), strict=True)):
-        results.append(res)
-        if isinstance(res, ChatFailure):
-            continue
-        try:
-            results[i] = parse_json(res.text, validate)
-        except JSONExtractError as exc:
-            retry_at.append(i)
-            first_errors.append(str(exc))
-            retries.append(repair_request(req, res.text, str(exc), repair_template))
-    if retries:
-        client.meter.role(client.role).repairs += len(retries)
-        second: list[ChatResult] = client.generate(retries)
-        for i, err, res in zip(retry_at, first_errors, second, strict=True):
-            if isinstance(res, ChatFailure):
-                results[i] = res  # the client has ledgered it
-                continue
-            results[i] = _parse_or_fail(client, requests[i].id, err, res, validate)
-    return results
-
-
-def _parse_or_fail(
-    client: LLMClient, request_id: str, first_error: str, res: ChatResponse, validate
-) -> Any | ChatFailure:
-    try:
-        return parse_json(res.text, validate)
-    except JSONExtractError as exc:
-        failure = ChatFailure(
-            request_id,
-            "parse_failed",
-            f"{first_error}; after one repair re-ask: {exc}",
-            attempts=2,
-        )
-        client.record_failure(failure)
-        return failure
