@@ -3,11 +3,19 @@
 Templates use ``string.Template`` syntax (``$name`` / ``${name}``) so that JSON braces and code in
 prompts need no escaping. A template's version is the hash of its text: it is recorded with every
 generated record so a changed prompt is visible in the data's lineage.
+
+A template may hold a whole conversation, for few-shot demonstrations (a worked example as an
+earlier user turn and the assistant's reply, then the real request): it starts with a marker line
+``--- user ---`` and each turn begins with ``--- user ---``, ``--- assistant ---`` or
+``--- system ---`` on its own line. Demonstrations in the chat itself teach a small model the
+answer's form far better than an example quoted inside one message. Without markers the whole
+file is one user turn.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +23,9 @@ from pathlib import Path
 
 class TemplateError(ValueError):
     pass
+
+
+TURN = re.compile(r"^--- (user|assistant|system) ---[ \t]*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -35,14 +46,35 @@ class PromptTemplate:
                 names.add(name)
         return names
 
-    def render(self, **values: object) -> str:
+    def _check(self, values: dict[str, object]) -> dict[str, str]:
         missing = self.placeholders - values.keys()
         if missing:
             raise TemplateError(f"prompt {self.name!r}: missing values for {sorted(missing)}")
         extra = values.keys() - self.placeholders
         if extra:
             raise TemplateError(f"prompt {self.name!r}: no placeholder for {sorted(extra)}")
-        return string.Template(self.text).substitute({k: str(v) for k, v in values.items()})
+        return {k: str(v) for k, v in values.items()}
+
+    def render(self, **values: object) -> str:
+        return string.Template(self.text).substitute(self._check(values))
+
+    def render_messages(self, **values: object) -> tuple[dict[str, str], ...]:
+        """The rendered conversation: one user turn, or the turns the markers delimit.
+
+        The turns are split before the values go in, so a value that happens to contain a
+        marker line stays text inside its turn.
+        """
+        strings = self._check(values)
+        if TURN.match(self.text) is None:
+            return ({"role": "user", "content": self.render(**values)},)
+        parts = TURN.split(self.text)[1:]  # [role, body, role, body, ...]
+        turns = tuple(
+            {"role": role, "content": string.Template(body.strip("\n")).safe_substitute(strings)}
+            for role, body in zip(parts[::2], parts[1::2], strict=True)
+        )
+        if turns[-1]["role"] != "user":
+            raise TemplateError(f"prompt {self.name!r}: the last turn must be the user's")
+        return turns
 
 
 def load_template(prompts_dir: str | Path, name: str) -> PromptTemplate:

@@ -239,8 +239,9 @@ def user_turn(text: str) -> tuple[Message, ...]:
 def template_prompt(
     template: PromptTemplate, fields: Callable[[Row], Mapping[str, object]]
 ) -> Callable[[Row], tuple[Message, ...]]:
-    """A ``prompt`` that renders ``template`` with ``fields(row)`` as one user turn."""
-    return lambda row: user_turn(template.render(**fields(row)))
+    """A ``prompt`` that renders ``template`` with ``fields(row)``: one user turn, or the
+    conversation the template's turn markers delimit (few-shot demonstrations)."""
+    return lambda row: template.render_messages(**fields(row))
 
 
 def answer_step(role: str) -> LLMStep[str]:
