@@ -273,10 +273,12 @@ def test_report_follows_evaluate_models(models):
     params["evaluate"]["models"] = models
     resolved = stages(params)
     evaluated = {f"evaluate@{m}" for m in models}
-    assert _upstream(resolved, "report") == evaluated
+    # The curation stages with a funnel feed its table; every other input is an evaluation.
+    funnels = {n for n, spec in resolved.items() if any("/funnel/" in o for o in spec["outs"])}
+    assert funnels and _upstream(resolved, "report") == evaluated | funnels
     # Every input of the report (other than its code) is something those stages write: none
     # names a model by hand, so none can be missing or stale when the list changes.
-    outs = [o for name in evaluated for o in resolved[name]["outs"]]
+    outs = [o for name in evaluated | funnels for o in resolved[name]["outs"]]
     data = [d for d in resolved["report"]["deps"] if not d.startswith(("src/", "stages/"))]
     assert data and all(
         any(d == o or o.startswith(d + "/") or d.startswith(o + "/") for o in outs) for d in data
@@ -296,4 +298,6 @@ def test_report_follows_evaluate_models_in_dvc_itself(tmp_path):
     ).stdout
     edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', dot))
     into_report = {src for src, dst in edges if dst == "report"}
-    assert into_report == {"evaluate@base", "evaluate@dpo"}, dot
+    evaluations = {s for s in into_report if s.startswith("evaluate@")}
+    assert evaluations == {"evaluate@base", "evaluate@dpo"}, dot
+    assert all(s.startswith("conifer_") for s in into_report - evaluations), dot

@@ -97,4 +97,21 @@ def _read_funnel(path: Path) -> Funnel:
     return funnel
 
 
-__all__ = ["Funnel", "FunnelError", "StepCount", "funnel_path", "read_funnels"]
+def funnel_markdown(funnels: list[Funnel]) -> str:
+    """One table per stage: each step's rows in and out, and the dropped ones by reason."""
+    parts = []
+    for f in funnels:
+        lines = [
+            f"### {f.stage}",
+            "",
+            "| step | in | out | dropped (reason: rows) |",
+            "|---|---:|---:|---|",
+        ]
+        for s in f.steps:
+            why = ", ".join(f"{k}: {v}" for k, v in s.dropped.items()) or "-"
+            lines.append(f"| {s.step} | {s.n_in} | {s.n_out} | {why} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+__all__ = ["Funnel", "FunnelError", "StepCount", "funnel_markdown", "funnel_path", "read_funnels"]
