@@ -455,8 +455,16 @@ def test_presets_merge_keep_comments_and_validate(tmp_path):
     ),
 )
 def test_every_shipped_preset_applies_and_validates(tmp_path, preset):
+    # A preset may name a model by placeholder ("<teacher model, ...>"), which the user fills
+    # in: it must apply once they do, and be refused, naming the key, while they have not.
+    text = (REPO_ROOT / "presets" / preset).read_text()
+    filled = re.sub(r"<[^<>\n]+>", "my-model", text)
+    if filled != text:
+        with pytest.raises(ConfigError, match=r"\.model: <.*> is a placeholder"):
+            apply_preset(REPO_ROOT / "presets" / preset, REPO_ROOT / "params.yaml", tmp_path / "x")
+    (tmp_path / preset.replace("/", "_")).write_text(filled)
     out = apply_preset(
-        REPO_ROOT / "presets" / preset, REPO_ROOT / "params.yaml", tmp_path / "p.yaml"
+        tmp_path / preset.replace("/", "_"), REPO_ROOT / "params.yaml", tmp_path / "p.yaml"
     )
     load_params(out)
 

@@ -251,6 +251,14 @@ class LLMRoleConfig(_Strict):
     generation: GenerationConfig
     api: APIConfig
 
+    @field_validator("model")
+    @classmethod
+    def _check_placeholder(cls, v: str) -> str:
+        # Presets name roles as "<teacher model, e.g. ...>": a run must not start with one.
+        if v.startswith("<") and v.endswith(">"):
+            raise ValueError(f"{v} is a placeholder: put the name of your model here")
+        return v
+
 
 def _one_sample(role: LLMRoleConfig, where: str) -> LLMRoleConfig:
     if role.generation.n != 1:
