@@ -10,7 +10,8 @@ The stage list is not written down here: it is read from ``dvc.yaml`` through DV
 (``foreach`` stages expand to ``evaluate@base``, ``evaluate@sft``, ...), in dependency order.
 :data:`STAGE_TAGS` only adds Prefect tags by stage base name:
 
-- ``llm-api``: stages that call the teacher/student LLMs (``respond``, ``correct``). They are
+- ``llm-api``: stages that call the teacher/student LLMs (``respond``, ``correct`` and the
+  Conifer stages ``conifer_instructions`` and ``conifer_answers``). They are
   retried ``llm_retries`` times, ``llm_retry_delay_seconds`` apart (transient API errors).
 - ``gpu``: training (``train_sft``, ``train_dpo``) and evaluation generation (``evaluate@*``).
   Never retried: a failed training run is a bug or an OOM, not a blip.
@@ -84,6 +85,8 @@ LLM_API_TAG = "llm-api"
 STAGE_TAGS: dict[str, tuple[str, ...]] = {
     "respond": (LLM_API_TAG,),
     "correct": (LLM_API_TAG,),
+    "conifer_instructions": (LLM_API_TAG,),
+    "conifer_answers": (LLM_API_TAG,),
     "train_sft": (GPU_TAG,),
     "train_dpo": (GPU_TAG,),
     "evaluate": (GPU_TAG,),
@@ -215,7 +218,7 @@ def complexif_pipeline(
         experiment_name: Name of the DVC experiment (dvc exp run --name). Setting it also runs
             an experiment, even without overrides.
         workdir: Root of the ComplexIF checkout (the DVC project) the stages run in.
-        llm_retries: How many times an LLM-calling stage (respond, correct) is retried.
+        llm_retries: How many times an LLM-calling stage (respond, correct, conifer_*) is retried.
         llm_retry_delay_seconds: Seconds to wait before retrying an LLM-calling stage.
 
     Returns:

@@ -83,6 +83,7 @@ def _summary_artifact(flow_run_id: UUID) -> str:
 def test_task_tags_and_retries():
     assert stage_tags("respond") == {"dvc", "llm-api"}
     assert stage_tags("correct") == {"dvc", "llm-api"}
+    assert stage_tags("conifer_instructions") == stage_tags("conifer_answers") == {"dvc", "llm-api"}
     for stage in ["train_sft", "train_dpo", "evaluate@base", "evaluate@sft", "evaluate@dpo"]:
         assert stage_tags(stage) == {"dvc", "gpu"}
     for stage in ["prepare_model", "seeds", "compose", "build_data", "report"]:
