@@ -225,6 +225,82 @@ def _artifacts(df: pd.DataFrame, role: str, finish_column: str) -> dict[str, lis
     return {f"{role}_artifacts": out}
 
 
+def turns_ok(value: Any) -> bool:
+    """A conversation whose every assistant turn may be a target: after an optional system
+    turn, user and assistant alternate from a user turn to an assistant turn, no turn is blank,
+    and ``weight`` (0: context only, never a target), where given, is 0 or 1 on an assistant
+    turn, never 0 on the last one."""
+    if not messages_ok(value):
+        return False
+    messages = _as_list(value) or []
+    if messages[0]["role"] == "system":
+        messages = messages[1:]
+    for i, msg in enumerate(messages):
+        if msg["role"] != ("user", "assistant")[i % 2] or not msg["content"].strip():
+            return False
+        if "weight" in msg and (msg["role"] != "assistant" or msg["weight"] not in (0, 1)):
+            return False
+    return messages[-1].get("weight", 1) != 0
+
+
+def _chat_turns(df: pd.DataFrame) -> dict[str, list[Any]]:
+    """``turns_valid`` (:func:`turns_ok`) and ``turn_artifacts``: the artifacts of every
+    assistant turn that is a target, as ``turn <i>: <kinds>`` ("" when clean)."""
+    from complexif.quality.artifacts import find_artifacts
+
+    valid, artifacts = [], []
+    for value in _column(df, "messages"):
+        ok = turns_ok(value)
+        valid.append(ok)
+        if not ok:
+            artifacts.append(None)
+            continue
+        found = [
+            f"turn {i}: {', '.join(kinds)}"
+            for i, msg in enumerate(_as_list(value) or [])
+            if msg["role"] == "assistant"
+            and msg.get("weight", 1) != 0
+            and (kinds := find_artifacts(msg["content"]))
+        ]
+        artifacts.append("; ".join(found))
+    return {"turns_valid": valid, "turn_artifacts": artifacts}
+
+
+def _conifer_feedback(df: pd.DataFrame) -> dict[str, list[Any]]:
+    """Conifer answers' feedback, where present: ``internal_feedback_valid`` (non-blank text,
+    only for an instruction with format or numerical constraints) and
+    ``external_feedback_valid`` (a non-blank weak answer, a boolean verdict, a critique that is
+    not blank when the verdict is a failure)."""
+    internal = []
+    for text, constraints in zip(
+        _column(df, "internal_feedback"), _column(df, "format_numerical"), strict=True
+    ):
+        listed = _as_list(constraints)
+        internal.append(
+            _is_null(text) or (isinstance(text, str) and bool(text.strip()) and bool(listed))
+        )
+    external = []
+    for fb in _column(df, "external_feedback"):
+        if _is_null(fb):
+            external.append(True)
+            continue
+        ok = (
+            isinstance(fb, Mapping)
+            and isinstance(fb.get("weak_answer"), str)
+            and bool(fb["weak_answer"].strip())
+            and isinstance(fb.get("follows"), bool)
+            and isinstance(fb.get("critique"), str)
+            and (fb["follows"] or bool(fb["critique"].strip()))
+        )
+        external.append(ok)
+    return {"internal_feedback_valid": internal, "external_feedback_valid": external}
+
+
+def _is_null(value: Any) -> bool:
+    # pandas reads a JSON null in an object column as None, in a float column as NaN.
+    return value is None or (isinstance(value, float) and value != value)
+
+
 _PRODUCERS: tuple[_Producer, ...] = (
     # Order matters: a producer may only require outputs of producers listed before it.
     _Producer(("n_constraints",), (), _n_constraints),
@@ -262,6 +338,9 @@ _PRODUCERS: tuple[_Producer, ...] = (
         ("chosen_text",),
         lambda df: _artifacts(df, "chosen", "chosen_finish_reason"),
     ),
+    # Conifer: multi-turn SFT records (every assistant turn a target) and answer feedback.
+    _Producer(("turns_valid", "turn_artifacts"), (), _chat_turns),
+    _Producer(("internal_feedback_valid", "external_feedback_valid"), (), _conifer_feedback),
 )
 
 DERIVED_COLUMNS: dict[str, _Producer] = {out: p for p in _PRODUCERS for out in p.outputs}

@@ -1,0 +1,91 @@
+"""Hand-made Conifer rows and a scripted in-process backend for the answers and packing tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from complexif.config import LLMRoleConfig
+from complexif.llm.accounting import UsageMeter
+from complexif.llm.base import ChatRequest, ChatResponse
+from complexif.llm.client import LLMClient
+from complexif.llm.ledger import FailureLedger
+
+
+def instruction(
+    query: str, level: int, text: str, format_numerical: Sequence[str] = (), **more: Any
+) -> dict[str, Any]:
+    """A row of paths.conifer_instructions (the schema in the design contract)."""
+    return {
+        "id": f"cin-{query}{level}",
+        "query_id": f"cq-{query}",
+        "seed_id": f"seed-{query}",
+        "query": f"the query {query}",
+        "level": level,
+        "instruction": text,
+        "constraints": {"Style": [f"constraint {i}" for i in range(level)]},
+        "format_numerical": list(format_numerical),
+        "prompt_versions": {"recombine": "v0"},
+        **more,
+    }
+
+
+Reply = str | tuple[str, str]  # text, or (text, finish_reason)
+
+
+class ScriptedBackend:
+    """A batch backend whose answer to each request is ``script(request)``; every request it
+    was asked is kept, so tests can check prompts and generation settings."""
+
+    fingerprint = "fp-scripted"
+
+    def __init__(self, name: str, script: Callable[[ChatRequest], Reply]) -> None:
+        self.name = name
+        self.script = script
+        self.requests: list[ChatRequest] = []
+
+    def generate(
+        self, requests: Sequence[ChatRequest], progress: bool = True
+    ) -> list[ChatResponse]:
+        out = []
+        for r in requests:
+            self.requests.append(r)
+            reply = self.script(r)
+            text, finish = (reply, "stop") if isinstance(reply, str) else reply
+            out.append(ChatResponse(r.id, text, self.name, finish, 1, len(text.split())))
+        return out
+
+
+class ScriptedSession:
+    """What the Conifer steps ask of an LLM session: one client per role, one shared ledger."""
+
+    def __init__(self, **backends: ScriptedBackend) -> None:
+        self.backends = backends
+        self.ledger = FailureLedger("test")
+        self.meter = UsageMeter({}, budget_usd=None)
+        self.clients: dict[str, LLMClient] = {}
+
+    def client(self, role: str, cfg: LLMRoleConfig) -> LLMClient:
+        if role not in self.clients:
+            self.clients[role] = LLMClient(
+                self.backends[role], role, self.meter, self.ledger, None, 64, progress=False
+            )
+        return self.clients[role]
+
+
+def user_text(request: ChatRequest) -> str:
+    return request.messages[0]["content"]
+
+
+@pytest.fixture
+def params():
+    """The repository's params, its prompts and expectations found from any working directory."""
+    from tests.conftest import REPO_ROOT, repo_params, updated
+
+    root = {k: str(REPO_ROOT / k) for k in ("prompts", "expectations")}
+    return updated(
+        repo_params(),
+        paths={"prompts_dir": root["prompts"], "expectations_dir": root["expectations"]},
+    )
