@@ -71,6 +71,17 @@ def test_every_assistant_turn_and_only_those_are_labelled(tiny_model_dir, tmp_pa
     assert unlabelled.count("<|im_start|>assistant\n") == 3
 
 
+def test_a_weight_0_turn_is_context_not_a_target(tiny_model_dir, tmp_path):
+    # Conifer's external feedback: [question, weak answer (weight 0), critique, revised answer].
+    record = _conversation(system=False, turns=TURNS[:2])
+    record["messages"][1]["weight"] = 0
+    tok, [(ids, labels)] = _trainer_rows([record], tiny_model_dir, tmp_path, max_length=512)
+    assert [tok.decode(run) for run in _runs(ids, labels)] == ["Orange<|im_end|>\n"]
+    record["messages"][3]["weight"] = 0
+    with pytest.raises(ValueError, match="'conv': the last assistant turn has weight 0"):
+        _trainer_rows([record], tiny_model_dir, tmp_path / "again", max_length=512)
+
+
 @pytest.mark.parametrize("padding_free", [False, True])
 def test_single_turn_records_get_the_rows_trl_gave_them(tiny_model_dir, tmp_path, padding_free):
     """Single-turn records train as before: the rows TRL builds from prompt-completion data,

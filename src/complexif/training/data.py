@@ -49,15 +49,21 @@ def assistant_token_mask(record: dict[str, Any], tokenizer) -> tuple[list[int], 
     any chat template whose rendering of a conversation's first turns is a prefix of the whole
     rendering; a template that breaks it (one that drops earlier turns' reasoning, say) is an error
     rather than a silently misplaced mask.
+
+    An assistant turn with ``"weight": 0`` (OpenAI's fine-tuning convention) is context, not a
+    target: Conifer's external feedback shows a weak model's failing answer before the critique,
+    and the model must not learn to write it. ``weight`` absent or None means trained.
     """
     rid = record.get("id")
     messages = record["messages"]
     if not messages or messages[-1]["role"] != "assistant":
         raise ValueError(f"SFT record {rid!r}: the last message must be the assistant's")
+    if messages[-1].get("weight") == 0:
+        raise ValueError(f"SFT record {rid!r}: the last assistant turn has weight 0: no target")
     full = _chat_ids(tokenizer, messages, add_generation_prompt=False)
     mask = [0] * len(full)
     for i, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or message.get("weight") == 0:
             continue
         if i == 0:
             raise ValueError(f"SFT record {rid!r}: messages[0]: an assistant turn answers nothing")
