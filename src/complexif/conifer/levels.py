@@ -30,7 +30,9 @@ def _take(rng: random.Random, lo_hi: list[int]) -> int:
 def plan_levels(constraints: Constraints, cfg: LevelsConfig, key: str) -> list[Level]:
     """Up to ``cfg.n`` nested levels for one query's ``constraints`` (``key`` seeds the draw)."""
     rng = random.Random(f"{cfg.seed}:{key}")
-    categories = [c for c, subs in constraints.items() if subs]
+    # A repeated constraint would count as room left in its category that is not there.
+    constraints = {c: list(dict.fromkeys(subs)) for c, subs in constraints.items() if subs}
+    categories = list(constraints)
     rng.shuffle(categories)
     chosen: Constraints = {}
     levels: list[Level] = []

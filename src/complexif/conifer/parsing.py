@@ -10,16 +10,29 @@ from complexif.llm.step import ParseError, Row, json_answer
 
 _ITEM = re.compile(r"^\s*(?:\d{1,2}\s*[.):]|[-*\u2022])\s+(.+?)\s*$")
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
-_LABEL = re.compile(r"^\s*(?:rewritten instruction|instruction|answer)\s*:\s*", re.IGNORECASE)
+# A leading label, bold or not: "Instruction:", "**Rewritten instruction:**", "**Answer**:".
+_LABEL = re.compile(
+    r"^\s*(?:\*\*)?\s*(?:rewritten instruction|instruction|answer)\s*(?:\*\*)?\s*:\s*(?:\*\*)?\s*",
+    re.IGNORECASE,
+)
 MIN_WORDS = 4
 MAX_INSTRUCTION_WORDS = 300
 
 
+_BOLD_LEAD = re.compile(r"^\*\*([^*\n]+?)(?::\*\*|\*\*:)")
+
+
 def _clean(text: str) -> str:
     text = _LABEL.sub("", text.strip())
-    if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
-        text = text[1:-1].strip()
-    return text.replace("**", "").strip()
+    # Bold or quotes around the whole text, or around a lead-in ("**Budget:** ..."), are
+    # decoration; elsewhere they may be the point (a format rule can ask for **bold** terms),
+    # so they stay.
+    text = _BOLD_LEAD.sub(r"\1:", text)
+    for mark in ("**", '"', "'"):
+        inner = text[len(mark) : -len(mark)]
+        if text.startswith(mark) and text.endswith(mark) and inner.strip() and mark not in inner:
+            text = inner.strip()
+    return text
 
 
 def numbered_items(text: str, limit: int) -> list[str]:

@@ -8,6 +8,7 @@ Seeds come either from the project's seed set (already deduplicated and decontam
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,15 +50,32 @@ def read_seed_set(path: str) -> list[SeedRecord]:
     return records
 
 
-def load_sources(cfg: ConiferSeedsConfig, seeds_cfg: SeedsConfig, paths: PathsConfig):
-    """Conifer's own sources, decontaminated as the seeds stage does; (records, removed count)."""
+def load_sources(
+    cfg: ConiferSeedsConfig, seeds_cfg: SeedsConfig, paths: PathsConfig
+) -> tuple[list[SeedRecord], dict[str, int], int]:
+    """Conifer's own sources, decontaminated as the seeds stage does.
+
+    Returns the clean records, the records the loaders skipped (a conversation without a human
+    turn, an empty prompt) counted by reason, and how many were removed as contaminated: the
+    funnel accounts for every record read.
+    """
     loaded = LoadResult()
     for source in cfg.sources or []:
         part = load_seeds(source.path, source.format, source.field)
         loaded.records.extend(part.records)
+        loaded.skipped.extend(part.skipped)
     benchmarks = load_benchmark_prompts(paths.ifeval_input, paths.followbench_dir)
     clean, removed = decontaminate(loaded.records, benchmarks, n=seeds_cfg.decontam_ngram)
-    return clean, len(removed)
+    skipped: Counter[str] = Counter()
+    for reason, n in loaded.skip_counts().items():
+        # Loader reasons are prose ("empty field 'text'"); funnel reasons become MLflow metric
+        # names, which allow no quotes.
+        skipped[_metric_safe(reason)] += n
+    return clean, dict(skipped), len(removed)
+
+
+def _metric_safe(reason: str) -> str:
+    return re.sub(r"[^0-9a-zA-Z]+", "_", reason).strip("_").lower() or "skipped"
 
 
 def filter_seeds(records: Sequence[SeedRecord], cfg: ConiferSeedsConfig) -> ConiferSeeds:
@@ -90,10 +108,9 @@ def select_seeds(params: Params, funnel: Funnel) -> list[SeedRecord]:
     if cfg.sources is None:
         records = read_seed_set(params.paths.seeds)
     else:
-        records, n_removed = load_sources(cfg, params.seeds, params.paths)
-        funnel.add(
-            "seed_sources", len(records) + n_removed, len(records), {"contaminated": n_removed}
-        )
+        records, skipped, n_removed = load_sources(cfg, params.seeds, params.paths)
+        n_read = len(records) + n_removed + sum(skipped.values())
+        funnel.add("seed_sources", n_read, len(records), {**skipped, "contaminated": n_removed})
     result = filter_seeds(records, cfg)
     funnel.add("seeds", result.n_in, len(result.kept), result.dropped)
     return result.kept

@@ -56,7 +56,13 @@ class PromptTemplate:
         return {k: str(v) for k, v in values.items()}
 
     def render(self, **values: object) -> str:
-        return string.Template(self.text).substitute(self._check(values))
+        return self._substitute(self.text, self._check(values))
+
+    def _substitute(self, text: str, strings: dict[str, str]) -> str:
+        try:
+            return string.Template(text).substitute(strings)
+        except ValueError as exc:  # a "$" that is no placeholder: write "$$" for a dollar
+            raise TemplateError(f"prompt {self.name!r}: {exc}") from None
 
     def render_messages(self, **values: object) -> tuple[dict[str, str], ...]:
         """The rendered conversation: one user turn, or the turns the markers delimit.
@@ -65,16 +71,28 @@ class PromptTemplate:
         marker line stays text inside its turn.
         """
         strings = self._check(values)
-        if TURN.match(self.text) is None:
+        first = TURN.search(self.text)
+        if first is None:
             return ({"role": "user", "content": self.render(**values)},)
+        if first.start() != 0:
+            # Text before the first marker belongs to no turn: without this it would silently
+            # make the whole file one user turn, markers and demonstrations included.
+            line = self.text.count("\n", 0, first.start()) + 1
+            raise TemplateError(
+                f"prompt {self.name!r}: line {line}: a template with turn markers must start "
+                "with one"
+            )
         parts = TURN.split(self.text)[1:]  # [role, body, role, body, ...]
-        turns = tuple(
-            {"role": role, "content": string.Template(body.strip("\n")).safe_substitute(strings)}
-            for role, body in zip(parts[::2], parts[1::2], strict=True)
-        )
+        turns = []
+        for i, (role, body) in enumerate(zip(parts[::2], parts[1::2], strict=True), start=1):
+            if not body.strip():
+                raise TemplateError(f"prompt {self.name!r}: turn {i} ({role}) is empty")
+            # As in render(): a stray "$" is an error here too, not passed through.
+            content = self._substitute(body.strip("\n"), strings)
+            turns.append({"role": role, "content": content})
         if turns[-1]["role"] != "user":
             raise TemplateError(f"prompt {self.name!r}: the last turn must be the user's")
-        return turns
+        return tuple(turns)
 
 
 def load_template(prompts_dir: str | Path, name: str) -> PromptTemplate:
