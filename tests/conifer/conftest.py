@@ -75,8 +75,19 @@ class ScriptedSession:
         return self.clients[role]
 
 
+REPAIR_OPENINGS = (
+    "Your previous reply could not be used",
+    "Your previous answer could not be used",
+)
+
+
 def user_text(request: ChatRequest) -> str:
-    return request.messages[0]["content"]
+    """The request's own user turn: the last one, after any worked demonstrations in the
+    template, or the one before the model's bad answer when this is a repair re-ask."""
+    last = request.messages[-1]["content"]
+    if last.startswith(REPAIR_OPENINGS) and len(request.messages) >= 3:
+        return request.messages[-3]["content"]
+    return last
 
 
 @pytest.fixture

@@ -303,7 +303,9 @@ def test_answering_pass_on_a_scripted_teacher(params):
 
     # The malformed verdict got one repair re-ask, then went to the ledger with both reasons.
     judge = [r for r in teacher if r.id == "cin-c1/judge"]
-    assert len(judge) == 2 and len(judge[1].messages) == 3
+    # The re-ask is the first ask plus the bad answer and the repair request.
+    assert len(judge) == 2 and judge[1].messages[:-2] == judge[0].messages
+    assert [m["role"] for m in judge[1].messages[-2:]] == ["assistant", "user"]
     ledger = {(e.request_id, e.kind, e.attempts) for e in session.ledger.entries}
     assert ledger == {("cin-c1/internal", "parse_failed", 1), ("cin-c1/judge", "parse_failed", 2)}
 

@@ -18,7 +18,7 @@ from complexif.conifer.feedback import EXPLANATION_MARKER
 from complexif.io import read_jsonl, write_jsonl
 from complexif.llm.base import ChatRequest, ChatResponse
 from tests.conftest import REPO_ROOT
-from tests.conifer.conftest import instruction
+from tests.conifer.conftest import instruction, user_text
 from tests.llm.servers import ScriptedResponder, serving
 
 INSTRUCTIONS = [
@@ -45,7 +45,7 @@ class FinishingResponder(ScriptedResponder):
 
 
 def _teacher(request: ChatRequest) -> str | tuple[str, str]:
-    text = request.messages[0]["content"]
+    text = user_text(request)
     if "Answer to check:" in text:
         if "lighthouse" in text:
             return '{"follows": false, "critique": "It has two sentences, not three."}'
@@ -62,7 +62,7 @@ def _teacher(request: ChatRequest) -> str | tuple[str, str]:
 
 
 def _weak(request: ChatRequest) -> str:
-    return f"Weak: {request.messages[0]['content'].strip()}"
+    return f"Weak: {user_text(request).strip()}"
 
 
 def _workspace(tmp_path: Path, teacher_url: str, weak_url: str) -> Path:
@@ -153,15 +153,15 @@ def test_conifer_answers_and_data_against_scripted_servers(tmp_path):
     # Over the wire: the internal feedback asked for its full length, the weak model was asked
     # each query's hardest answered level (the bare instruction), the judge was re-asked once.
     wanted = yaml.safe_load((ws / "params.yaml").read_text())["conifer"]
-    internal_calls = [r for r in teacher.requests if EXPLANATION_MARKER in r.messages[0]["content"]]
+    internal_calls = [r for r in teacher.requests if EXPLANATION_MARKER in user_text(r)]
     assert len(internal_calls) == 3
     assert {r.params.max_new_tokens for r in internal_calls} == {
         wanted["internal_feedback"]["max_new_tokens"]
     }
-    assert sorted(r.messages[0]["content"].strip() for r in weak.requests) == sorted(
+    assert sorted(user_text(r).strip() for r in weak.requests) == sorted(
         INSTRUCTIONS[i]["instruction"] for i in (2, 3, 5)
     )
-    judge_calls = [r for r in teacher.requests if "Answer to check:" in r.messages[0]["content"]]
+    judge_calls = [r for r in teacher.requests if "Answer to check:" in user_text(r)]
     assert len(judge_calls) == 4  # three verdicts asked, the unreadable one re-asked once
     ledger = read_jsonl(ws / "data/ledger/conifer_answers.jsonl")
     assert {(e["request_id"], e["kind"], e["attempts"]) for e in ledger} == {

@@ -443,9 +443,10 @@ def test_the_ledger_names_every_dropped_request(run_stage) -> None:
     assert all(e["stage"] == stage.STAGE and e["role"] == "teacher" for e in ledger)
     assert all(e["attempts"] == 2 and "after one repair re-ask" in e["reason"] for e in ledger)
     ids = [e["request_id"] for e in ledger]
-    assert "seed-c" in ids  # reframe
-    assert content_id("seed-b", B3, prefix="cq-") in ids  # filter 1
-    assert content_id("seed-b", B1, prefix="cq-") in ids  # constraint list
+    # Each request id names its step, so the ledger says where a row was lost.
+    assert "seed-c/reframe" in ids
+    assert content_id("seed-b", B3, prefix="cq-") + "/filter_context" in ids
+    assert content_id("seed-b", B1, prefix="cq-") + "/constraints" in ids
     by_prefix = defaultdict(int)
     for i in ids:
         by_prefix[i.split("-")[0]] += 1

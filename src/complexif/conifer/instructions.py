@@ -48,8 +48,16 @@ def build_steps(params: Params) -> Steps:
 
     def step(name: str, template_name: str, fields, parse, fix=repair) -> LLMStep:
         template = conifer_template(params, template_name)
+        # The step in the request id: the ledger then says which step a failure was in (filter 1
+        # and the constraint list both ask about the same query).
         return LLMStep(
-            name, "teacher", template, template_prompt(template, fields), parse, repair=fix
+            name,
+            "teacher",
+            template,
+            template_prompt(template, fields),
+            parse,
+            repair=fix,
+            key=lambda row: f"{row['id']}/{name}",
         )
 
     per_seed = c.reframe.per_seed
