@@ -27,6 +27,9 @@ STAGES = [
     "compose",
     "respond",
     "correct",
+    "conifer_instructions",
+    "conifer_answers",
+    "conifer_data",
     "build_data",
     "train_sft",
     "train_dpo",
@@ -109,6 +112,21 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
     assert all(f"| {m} |" in table for m in ("base", "sft", "dpo"))
     assert (repo / "reports/ifeval_by_type.png").stat().st_size > 1000
     assert "IFEval (%)" in log  # the report stage printed the table
+    # Every Conifer step's counts, in the report and printed.
+    funnel = (repo / "reports/curation_funnel.md").read_text()
+    for step in (
+        "reframe",
+        "filter_context",
+        "constraints",
+        "recombine",
+        "filter_conflict",
+        "answer",
+        "internal_feedback",
+        "weak_answer",
+        "judge",
+    ):
+        assert f"| {step} |" in funnel
+    assert "Curation funnel:" in log
 
 
 def test_curated_data_is_verified_and_lineage_is_kept(tiny_repo):
@@ -119,8 +137,14 @@ def test_curated_data_is_verified_and_lineage_is_kept(tiny_repo):
         json.loads(line)["id"]: json.loads(line)
         for line in (repo / "data/instructions.jsonl").open()
     }
-    sft = [json.loads(line) for line in (repo / "data/sft.jsonl").open()]
+    mixed = [json.loads(line) for line in (repo / "data/sft.jsonl").open()]
+    # curation.method "both": FCS records and Conifer's multi-turn conversations, labelled.
+    assert {r["source"] for r in mixed} == {"fcs", "conifer"}
+    conifer = [r for r in mixed if r["source"] == "conifer"]
+    assert all(r["messages"][-1]["role"] == "assistant" for r in conifer)
+    sft = [r for r in mixed if r["source"] == "fcs"]
     dpo = [json.loads(line) for line in (repo / "data/dpo.jsonl").open()]
+    dpo = [r for r in dpo if r["source"] == "fcs"]
     assert sft and dpo
     for rec in sft:
         ins = instructions[rec["instruction_id"]]
