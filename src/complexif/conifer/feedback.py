@@ -32,7 +32,6 @@ from complexif.llm.step import (
     json_answer,
     run_step,
     template_prompt,
-    user_turn,
 )
 
 Row = Mapping[str, Any]
@@ -103,12 +102,10 @@ def internal_feedback_step(template: PromptTemplate) -> LLMStep[str]:
         "internal_feedback",
         "teacher",
         template,
-        prompt=lambda row: user_turn(
-            template.render(
-                instruction=row["instruction"],
-                constraints=numbered(row["format_numerical"]),
-                marker=EXPLANATION_MARKER,
-            )
+        prompt=lambda row: template.render_messages(
+            instruction=row["instruction"],
+            constraints=numbered(row["format_numerical"]),
+            marker=EXPLANATION_MARKER,
         ),
         parse=parse_internal_feedback,
         key=lambda row: f"{row['id']}/internal",
