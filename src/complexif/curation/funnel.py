@@ -78,12 +78,15 @@ def funnel_path(reports_dir: str | Path, stage: str) -> Path:
     return Path(reports_dir) / "funnel" / f"{stage}.json"
 
 
+# How the report orders the funnels (the data flows this way); others follow by name.
+STAGE_ORDER = ("conifer_instructions", "conifer_answers", "conifer_data")
+
+
 def read_funnels(reports_dir: str | Path) -> list[Funnel]:
-    """Every stage's funnel under ``<reports_dir>/funnel``, in file-name order."""
-    funnels = []
-    for path in sorted((Path(reports_dir) / "funnel").glob("*.json")):
-        funnels.append(_read_funnel(path))
-    return funnels
+    """Every stage's funnel under ``<reports_dir>/funnel``, in pipeline order."""
+    funnels = [_read_funnel(p) for p in (Path(reports_dir) / "funnel").glob("*.json")]
+    rank = {stage: i for i, stage in enumerate(STAGE_ORDER)}
+    return sorted(funnels, key=lambda f: (rank.get(f.stage, len(rank)), f.stage))
 
 
 def _read_funnel(path: Path) -> Funnel:
