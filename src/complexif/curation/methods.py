@@ -46,8 +46,14 @@ def interleave(a: Sequence[Record], b: Sequence[Record]) -> list[Record]:
 def combine(
     fcs: Sequence[Record], conifer: Sequence[Record], cfg: CurationConfig
 ) -> tuple[list[Record], dict[str, int]]:
-    """The training records ``cfg.method`` asks for, and how many came from each method."""
-    fcs_part = keep_share(fcs, cfg.fcs_ratio, cfg.seed) if cfg.method != "conifer" else []
-    conifer_part = keep_share(conifer, cfg.conifer_ratio, cfg.seed) if cfg.method != "fcs" else []
+    """The training records ``cfg.method`` asks for, each labelled with the method it came from
+    (``source``), and how many came from each method."""
+    fcs_part, conifer_part = [], []
+    if cfg.method != "conifer":
+        fcs_part = [{**r, "source": "fcs"} for r in keep_share(fcs, cfg.fcs_ratio, cfg.seed)]
+    if cfg.method != "fcs":
+        conifer_part = [
+            {**r, "source": "conifer"} for r in keep_share(conifer, cfg.conifer_ratio, cfg.seed)
+        ]
     counts = {"fcs": len(fcs_part), "conifer": len(conifer_part)}
     return interleave(fcs_part, conifer_part), counts
