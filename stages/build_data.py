@@ -16,11 +16,17 @@ def main(params, run) -> None:
     # outputs); Conifer's were gated by their own suites in conifer_data.
     gate_records(fcs_sft, "sft", params, run, artifact=paths.sft)
     gate_records(fcs_dpo, "dpo", params, run, artifact=paths.dpo)
-    sft, sft_counts = combine(fcs_sft, read_jsonl(paths.conifer_sft), cur)
-    dpo, dpo_counts = combine(fcs_dpo, read_jsonl(paths.conifer_dpo), cur)
-    for name, records in (("SFT", sft), ("DPO", dpo)):
+    sft, sft_counts = combine(fcs_sft, read_jsonl(paths.conifer_sft), cur, cur.method)
+    dpo, dpo_counts = combine(fcs_dpo, read_jsonl(paths.conifer_dpo), cur, cur.dpo_method)
+    for name, key, method, records in (
+        ("SFT", "method", cur.method, sft),
+        ("DPO", "dpo_method", cur.dpo_method, dpo),
+    ):
         if not records:
-            raise DataError(f"build_data: curation.method={cur.method} leaves no {name} records")
+            raise DataError(
+                f"build_data: curation.{key}={method} leaves no {name} records (the funnels in "
+                f"{paths.reports_dir}/funnel say where the rows went)"
+            )
     run.log_metrics(
         {"sft_records": len(sft), "dpo_pairs": len(dpo)}
         | {f"sft_records.{k}": v for k, v in sft_counts.items()}

@@ -428,6 +428,10 @@ class CurationConfig(_Strict):
     method: Literal["fcs", "conifer", "both"] = Field(
         description="Which curated data trains: From Complex to Simple, Conifer, or both mixed."
     )
+    dpo_method: Literal["fcs", "conifer", "both"] = Field(
+        description="Whose preference pairs train DPO. Conifer's pairs are its failed weak "
+        "answers; the paper trained its DPO on general preference data instead."
+    )
     fcs_ratio: float = Field(ge=0.0, le=1.0, description="Share of the FCS records kept.")
     conifer_ratio: float = Field(ge=0.0, le=1.0, description="Share of the Conifer records kept.")
     seed: Seed

@@ -35,7 +35,7 @@ def test_keep_share_is_a_seeded_subset_in_order():
     ("method", "n_fcs", "n_conifer"), [("fcs", 10, 0), ("conifer", 0, 3), ("both", 10, 3)]
 )
 def test_method_chooses_the_records_and_labels_their_source(method, n_fcs, n_conifer):
-    records, counts = combine(FCS, CONIFER, _cfg(method=method))
+    records, counts = combine(FCS, CONIFER, _cfg(), method)
     assert counts == {"fcs": n_fcs, "conifer": n_conifer}
     assert len(records) == n_fcs + n_conifer
     assert {r["id"][0] for r in records if r["source"] == "fcs"} <= {"f"}
@@ -44,5 +44,5 @@ def test_method_chooses_the_records_and_labels_their_source(method, n_fcs, n_con
 
 
 def test_ratios_cut_each_method_to_its_share():
-    records, counts = combine(FCS, CONIFER, _cfg(method="both", fcs_ratio=0.3, conifer_ratio=0.0))
+    records, counts = combine(FCS, CONIFER, _cfg(fcs_ratio=0.3, conifer_ratio=0.0), "both")
     assert counts == {"fcs": 3, "conifer": 0} and len(records) == 3

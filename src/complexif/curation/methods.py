@@ -1,4 +1,5 @@
-"""Which curated data trains: From Complex to Simple, Conifer, or both (``curation.method``).
+"""Which curated data trains: From Complex to Simple, Conifer, or both (``curation.method`` for
+SFT, ``curation.dpo_method`` for DPO's pairs).
 
 Each method's records are first cut to its share (``fcs_ratio``/``conifer_ratio``, a seeded
 subset that keeps their order), then, for ``both``, the smaller set is spread evenly through the
@@ -10,11 +11,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from complexif.config import CurationConfig
 
 Record = dict[str, Any]
+Method = Literal["fcs", "conifer", "both"]
 
 
 def keep_share(records: Sequence[Record], ratio: float, seed: int) -> list[Record]:
@@ -44,14 +46,14 @@ def interleave(a: Sequence[Record], b: Sequence[Record]) -> list[Record]:
 
 
 def combine(
-    fcs: Sequence[Record], conifer: Sequence[Record], cfg: CurationConfig
+    fcs: Sequence[Record], conifer: Sequence[Record], cfg: CurationConfig, method: Method
 ) -> tuple[list[Record], dict[str, int]]:
-    """The training records ``cfg.method`` asks for, each labelled with the method it came from
-    (``source``), and how many came from each method."""
+    """The records ``method`` asks for (``cfg.method`` for SFT, ``cfg.dpo_method`` for DPO),
+    each labelled with the method it came from (``source``), and how many came from each."""
     fcs_part, conifer_part = [], []
-    if cfg.method != "conifer":
+    if method != "conifer":
         fcs_part = [{**r, "source": "fcs"} for r in keep_share(fcs, cfg.fcs_ratio, cfg.seed)]
-    if cfg.method != "fcs":
+    if method != "fcs":
         conifer_part = [
             {**r, "source": "conifer"} for r in keep_share(conifer, cfg.conifer_ratio, cfg.seed)
         ]
