@@ -1,13 +1,7 @@
 """DVC stage: Conifer's first half. Seeds -> reframed queries (filter 1) -> constraint lists ->
 leveled instructions and format/numerical variants (filter 2), each step counted."""
 
-from complexif.conifer.instructions import (
-    Contamination,
-    build_steps,
-    constraint_lists,
-    leveled_instructions,
-    reframe_queries,
-)
+from complexif.conifer.instructions import build_instructions
 from complexif.conifer.seeds import select_seeds
 from complexif.curation.funnel import Funnel
 from complexif.llm.session import llm_session
@@ -23,11 +17,7 @@ def main(params, run) -> None:
     limit = ("conifer.max_failure_fraction", c.max_failure_fraction)
     with llm_session(STAGE, params, run, failure_limit=limit) as llm:
         teacher = llm.client("teacher", c.teacher)
-        steps = build_steps(params)
-        contamination = Contamination(params)
-        queries = reframe_queries(teacher, steps, params, seeds, funnel, contamination)
-        queries = constraint_lists(teacher, steps, params, queries, funnel)
-        instructions = leveled_instructions(teacher, steps, params, queries, funnel, contamination)
+        queries, instructions = build_instructions(teacher, params, seeds, funnel)
         funnel.save(paths.reports_dir, run)
         llm.check_failures(len(instructions))
         write_gated(queries, paths.conifer_queries, "conifer_queries", params, run)

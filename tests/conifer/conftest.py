@@ -32,6 +32,17 @@ def instruction(
     }
 
 
+# A few queries at several levels, some with format/numerical requirements.
+INSTRUCTIONS = [
+    instruction("a", 1, "Describe a lighthouse."),
+    instruction("a", 2, "Describe a lighthouse in 3 sentences.", ["Use exactly 3 sentences."]),
+    instruction("a", 3, "Describe a lighthouse in 3 sentences, in French.", ["Use 3 sentences."]),
+    instruction("b", 1, "Name a river."),
+    instruction("b", 2, "Name a river and its length, in a table.", ["Use a table."]),
+    instruction("c", 1, "Write a haiku about rain, in lower case.", ["Use lower case only."]),
+]
+
+
 Reply = str | tuple[str, str]  # text, or (text, finish_reason)
 
 

@@ -27,6 +27,7 @@ from complexif.llm.prompts import load_template
 from complexif.llm.step import ParseError
 from tests.conftest import gen_params, updated
 from tests.conifer.conftest import (
+    INSTRUCTIONS,
     ScriptedBackend,
     ScriptedSession,
     instruction,
@@ -219,14 +220,6 @@ def test_instructions_are_read_and_bad_rows_are_named_by_file_line_and_field(tmp
 # The whole pass, scripted
 
 
-INSTRUCTIONS = [
-    instruction("a", 1, "Describe a lighthouse."),
-    instruction("a", 2, "Describe a lighthouse in 3 sentences.", ["Use exactly 3 sentences."]),
-    instruction("a", 3, "Describe a lighthouse in 3 sentences, in French.", ["Use 3 sentences."]),
-    instruction("b", 1, "Name a river."),
-    instruction("b", 2, "Name a river and its length, in a table.", ["Use a table."]),
-    instruction("c", 1, "Write a haiku about rain, in lower case.", ["Use lower case only."]),
-]
 INTERNAL = "Sentence one. Sentence two. Sentence three.\n" + EXPLANATION_MARKER + "\n"
 INTERNAL += LONG_EXPLANATION
 

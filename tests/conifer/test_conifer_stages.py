@@ -18,17 +18,9 @@ from complexif.conifer.feedback import EXPLANATION_MARKER
 from complexif.io import read_jsonl, write_jsonl
 from complexif.llm.base import ChatRequest, ChatResponse
 from tests.conftest import REPO_ROOT
-from tests.conifer.conftest import instruction, user_text
+from tests.conifer.conftest import INSTRUCTIONS, user_text
 from tests.llm.servers import ScriptedResponder, serving
 
-INSTRUCTIONS = [
-    instruction("a", 1, "Describe a lighthouse."),
-    instruction("a", 2, "Describe a lighthouse in 3 sentences.", ["Use exactly 3 sentences."]),
-    instruction("a", 3, "Describe a lighthouse in 3 sentences, in French.", ["Use 3 sentences."]),
-    instruction("b", 1, "Name a river."),
-    instruction("b", 2, "Name a river and its length, in a table.", ["Use a table."]),
-    instruction("c", 1, "Write a haiku about rain, in lower case.", ["Use lower case only."]),
-]
 EXPLANATION = "\n".join(f"{i}. Sentence {i} is counted." for i in range(1, 60))
 
 

@@ -27,15 +27,15 @@ from complexif.conifer.common import conifer_template, step_params
 from complexif.conifer.feedback import (
     Clients,
     external_feedback,
+    instruction_answer_step,
     internal_feedback,
-    nonempty_text,
     split_cut_off,
 )
 from complexif.curation.funnel import Funnel
 from complexif.ids import content_id
 from complexif.io import DataError, iter_jsonl, require_fields
 from complexif.llm.prompts import PromptTemplate
-from complexif.llm.step import LLMStep, run_step, template_prompt
+from complexif.llm.step import LLMStep, run_step
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +83,7 @@ def read_instructions(path: str | Path) -> list[dict[str, Any]]:
 
 
 def answer_step(template: PromptTemplate) -> LLMStep[str]:
-    return LLMStep(
-        "answer",
-        "teacher",
-        template,
-        prompt=template_prompt(template, lambda row: {"instruction": row["instruction"]}),
-        parse=nonempty_text,
-    )
+    return instruction_answer_step("answer", "teacher", template)
 
 
 def answer_all(
@@ -106,7 +100,7 @@ def answer_all(
     step = answer_step(template)
     result = run_step(teacher, step, instructions, step_params(cfg.teacher, cfg.answer))
     done, cut = split_cut_off(result.outputs)
-    funnel.add_counts("answer", result.counts(), cut_off=len(cut))
+    funnel.add_result(result, cut_off=len(cut))
     if cut:
         log.info(
             "answer: %d answers cut off at max_new_tokens=%d", len(cut), cfg.answer.max_new_tokens

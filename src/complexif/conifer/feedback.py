@@ -125,7 +125,7 @@ def internal_feedback(
     step = internal_feedback_step(conifer_template(params, cfg.template))
     result = run_step(teacher, step, eligible, step_params(params.conifer.teacher, cfg))
     done, cut = split_cut_off(result.outputs)
-    funnel.add_counts("internal_feedback", result.counts(), cut_off=len(cut))
+    funnel.add_result(result, cut_off=len(cut))
     return Feedback(
         {o.row["id"]: o.value for o in done},
         {"internal_feedback": _version(step)},
@@ -160,15 +160,23 @@ def _verdict(row: Row, value: Any) -> Verdict:
 parse_verdict = json_answer(_verdict)
 
 
-def weak_answer_step(template: PromptTemplate) -> LLMStep[str]:
+def instruction_answer_step(
+    name: str, role: str, template: PromptTemplate, key_suffix: str | None = None
+) -> LLMStep[str]:
+    """``role`` answers each row's instruction (the template's only value) in plain text; with
+    ``key_suffix`` the request id names the step (``<id>/<suffix>``)."""
     return LLMStep(
-        "weak_answer",
-        "weak",
+        name,
+        role,
         template,
         prompt=template_prompt(template, lambda row: {"instruction": row["instruction"]}),
         parse=nonempty_text,
-        key=lambda row: f"{row['id']}/weak",
+        key=(lambda row: f"{row['id']}/{key_suffix}") if key_suffix else (lambda row: row["id"]),
     )
+
+
+def weak_answer_step(template: PromptTemplate) -> LLMStep[str]:
+    return instruction_answer_step("weak_answer", "weak", template, key_suffix="weak")
 
 
 def judge_step(template: PromptTemplate, repair: PromptTemplate) -> LLMStep[Verdict]:
@@ -230,7 +238,7 @@ def external_feedback(
     weak = session.client("weak", params.conifer.weak)
     answers = run_step(weak, weak_step, asked, step_params(params.conifer.weak, cfg))
     done, cut = split_cut_off(answers.outputs)
-    funnel.add_counts("weak_answer", answers.counts(), cut_off=len(cut))
+    funnel.add_result(answers, cut_off=len(cut))
 
     repair = load_template(params.paths.prompts_dir, params.llm.json_repair_template)
     judge = judge_step(conifer_template(params, cfg.judge_template), repair)
@@ -239,7 +247,7 @@ def external_feedback(
     verdicts = run_step(teacher, judge, to_judge, judge_params(params))
     follows = sum(1 for o in verdicts.outputs if o.value.follows)
     # Out of the judge: the weak answers that failed, each a 4-turn sample to be.
-    funnel.add_counts("judge", verdicts.counts(), judged_follows=follows)
+    funnel.add_result(verdicts, judged_follows=follows)
     values = {
         o.row["id"]: {
             "weak_answer": o.row["weak_answer"],

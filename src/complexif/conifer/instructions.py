@@ -24,7 +24,7 @@ from complexif.curation.loaders import SeedRecord, normalize_text
 from complexif.ids import content_id
 from complexif.llm.base import LLM
 from complexif.llm.prompts import load_template
-from complexif.llm.step import LLMStep, StepResult, run_step, template_prompt
+from complexif.llm.step import LLMStep, run_step, template_prompt
 
 MIN_CATEGORIES = 2  # a list with one category cannot grow past level 1
 
@@ -121,10 +121,6 @@ def _versions(*steps: LLMStep) -> dict[str, str]:
     return {s.name: s.template.version for s in steps if s.template is not None}
 
 
-def _add(funnel: Funnel, result: StepResult, **more_dropped: int) -> None:
-    funnel.add_counts(result.step, result.counts(), **more_dropped)
-
-
 def reframe_queries(
     teacher: LLM,
     steps: Steps,
@@ -137,7 +133,7 @@ def reframe_queries(
     c = params.conifer
     rows = [{"id": s.id, "text": s.text} for s in seeds]
     result = run_step(teacher, steps.reframe, rows, step_params(c.teacher, c.reframe))
-    _add(funnel, result)
+    funnel.add_result(result)
     proposed = [(o.row["id"], q) for o in result.outputs for q in o.value]
     queries, dropped, seen = [], Counter(), set()
     for seed_id, query in proposed:
@@ -156,7 +152,7 @@ def reframe_queries(
         teacher, steps.filter_context, queries, step_params(c.teacher, c.filter_context)
     )
     kept = [o.row for o in verdicts.outputs if o.value]
-    _add(funnel, verdicts, needs_context=len(verdicts.outputs) - len(kept))
+    funnel.add_result(verdicts, needs_context=len(verdicts.outputs) - len(kept))
     return [dict(q) for q in kept]
 
 
@@ -165,7 +161,7 @@ def constraint_lists(
 ) -> list[dict[str, Any]]:
     c = params.conifer
     result = run_step(teacher, steps.constraints, queries, step_params(c.teacher, c.constraints))
-    _add(funnel, result)
+    funnel.add_result(result)
     versions = _versions(steps.reframe, steps.filter_context, steps.constraints)
     return [{**o.row, "constraints": o.value, "prompt_versions": versions} for o in result.outputs]
 
@@ -198,7 +194,7 @@ def leveled_instructions(
     wanted = len(queries) * c.levels.n
     funnel.add("levels", wanted, len(plans), {"too_few_categories": wanted - len(plans)})
     result = run_step(teacher, steps.recombine, plans, step_params(c.teacher, c.recombine))
-    _add(funnel, result)
+    funnel.add_result(result)
     leveled = [{**o.row, "instruction": o.value} for o in result.outputs]
 
     lists = load_requirements(
@@ -211,7 +207,7 @@ def leveled_instructions(
                 {**row, "id": content_id(row["id"], reqs, prefix="cfn-"), "format_numerical": reqs}
             )
     fn = run_step(teacher, steps.format_numerical, asks, step_params(c.teacher, c.format_numerical))
-    _add(funnel, fn)
+    funnel.add_result(fn)
     variants = [{**o.row, "instruction": o.value} for o in fn.outputs]
 
     candidates = leveled + variants
@@ -223,7 +219,19 @@ def leveled_instructions(
         teacher, steps.filter_conflict, clean, step_params(c.teacher, c.filter_conflict)
     )
     kept = [o.row for o in verdicts.outputs if o.value]
-    _add(funnel, verdicts, unanswerable_or_conflicting=len(verdicts.outputs) - len(kept))
+    funnel.add_result(verdicts, unanswerable_or_conflicting=len(verdicts.outputs) - len(kept))
     versions = _versions(*vars(steps).values())
     out = [{**r, "prompt_versions": versions} for r in kept]
     return sorted(out, key=lambda r: (r["query_id"], r["level"], r["id"]))
+
+
+def build_instructions(
+    teacher: LLM, params: Params, seeds: Sequence[SeedRecord], funnel: Funnel
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The whole first half: seeds -> (queries with constraint lists, leveled instructions)."""
+    steps = build_steps(params)
+    contamination = Contamination(params)
+    queries = reframe_queries(teacher, steps, params, seeds, funnel, contamination)
+    queries = constraint_lists(teacher, steps, params, queries, funnel)
+    instructions = leveled_instructions(teacher, steps, params, queries, funnel, contamination)
+    return queries, instructions

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from complexif.config import ConiferSeedsConfig, Params, PathsConfig, SeedsConfig
 from complexif.curation.decontaminate import decontaminate, load_benchmark_prompts
 from complexif.curation.funnel import Funnel
-from complexif.curation.loaders import LoadResult, SeedRecord, load_seeds, normalize_text
+from complexif.curation.loaders import SeedRecord, load_all_sources, normalize_text
 from complexif.io import iter_jsonl, require_fields
 
 SEED_FIELDS: dict[str, type | tuple[type, ...]] = {"id": str, "text": str}
@@ -59,11 +59,7 @@ def load_sources(
     turn, an empty prompt) counted by reason, and how many were removed as contaminated: the
     funnel accounts for every record read.
     """
-    loaded = LoadResult()
-    for source in cfg.sources or []:
-        part = load_seeds(source.path, source.format, source.field)
-        loaded.records.extend(part.records)
-        loaded.skipped.extend(part.skipped)
+    loaded = load_all_sources(cfg.sources or [])
     benchmarks = load_benchmark_prompts(paths.ifeval_input, paths.followbench_dir)
     clean, removed = decontaminate(loaded.records, benchmarks, n=seeds_cfg.decontam_ngram)
     skipped: Counter[str] = Counter()

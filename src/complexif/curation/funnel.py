@@ -47,8 +47,13 @@ class Funnel:
         self.steps.append(count)
         return count
 
+    def add_result(self, result: Any, **more_dropped: int) -> StepCount:
+        """Add an LLM step's result under its name (``StepResult.counts()``), with drops decided
+        after it (a filter's "no", an answer cut off)."""
+        return self.add_counts(result.step, result.counts(), **more_dropped)
+
     def add_counts(self, step: str, counts: Mapping[str, Any], **more_dropped: int) -> StepCount:
-        """Add a step result's ``counts()``, with drops decided after it (a filter's "no")."""
+        """Add ``counts`` ({in, out, dropped}) with drops decided after them."""
         dropped = dict(counts["dropped"])
         for reason, n in more_dropped.items():
             dropped[reason] = dropped.get(reason, 0) + n

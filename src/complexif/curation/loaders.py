@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from complexif.ids import content_id
 from complexif.io import DataError, iter_jsonl, parse_json_line, require_fields
+
+if TYPE_CHECKING:
+    from complexif.config import SeedSource
 
 SeedFormat = Literal["auto", "jsonl", "alpaca", "sharegpt"]
 FORMATS: tuple[str, ...] = ("auto", "jsonl", "alpaca", "sharegpt")
@@ -389,6 +392,16 @@ def sniff_format(path: str | Path, text: str | None = None) -> str:
     if isinstance(rec, dict) and ("conversations" in rec or "messages" in rec):
         return "sharegpt"
     return "jsonl"
+
+
+def load_all_sources(sources: Sequence[SeedSource]) -> LoadResult:
+    """Every source's records and skips, in order (``seeds.sources`` or ``conifer.seeds.sources``)."""
+    loaded = LoadResult()
+    for source in sources:
+        part = load_seeds(source.path, source.format, source.field)
+        loaded.records.extend(part.records)
+        loaded.skipped.extend(part.skipped)
+    return loaded
 
 
 def load_seeds(

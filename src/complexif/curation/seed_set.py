@@ -12,7 +12,7 @@ from complexif.curation.decontaminate import (
     decontaminate,
     load_benchmark_prompts,
 )
-from complexif.curation.loaders import LoadResult, SeedRecord, load_seeds
+from complexif.curation.loaders import SeedRecord, load_all_sources
 from complexif.curation.seeds import SeedReport, filter_seeds, sample_seeds
 
 
@@ -30,11 +30,7 @@ class SeedSet:
 
 
 def build_seed_set(cfg: SeedsConfig, paths: PathsConfig) -> SeedSet:
-    loaded = LoadResult()
-    for source in cfg.sources:
-        part = load_seeds(source.path, source.format, source.field)
-        loaded.records.extend(part.records)
-        loaded.skipped.extend(part.skipped)
+    loaded = load_all_sources(cfg.sources)
     filtered = filter_seeds(
         loaded.records,
         min_words=cfg.min_words,
