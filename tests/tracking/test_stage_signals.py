@@ -69,6 +69,11 @@ def env(tmp_path: Path, tracking_db: str, request: pytest.FixtureRequest) -> dic
     return env
 
 
+def _default_stop_signals() -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """Start the stage; return it and its MLflow run id once it is inside its atomic write."""
     proc = subprocess.Popen(
@@ -78,6 +83,9 @@ def _start(tmp_path: Path, env: dict[str, str]) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # As from a terminal: a suite started as a background job (`make test &`) passes on an
+        # ignored SIGINT, which the stage rightly keeps ignoring (runtime.stop_signals).
+        preexec_fn=_default_stop_signals,
     )
     ready = tmp_path / "ready"
     deadline = time.monotonic() + 300  # a guard against a hang, not a measurement
