@@ -1,10 +1,11 @@
-"""DVC stage (foreach evaluate.models): IFEval generation and scoring ->
-metrics/ifeval/<model>.json."""
+"""DVC stage (foreach evaluate.models): the benchmarks of evaluate.benchmarks (IFEval,
+FollowBench, InFoBench) -> data/eval/<model>/<benchmark>/ and metrics/evaluate/<model>/."""
 
 import argparse
 
-from complexif.evaluation.ifeval_run import evaluate_ifeval
+from complexif.evaluation.benchmarks import evaluate_model, numeric
 from complexif.llm.factory import make_local_llm
+from complexif.llm.session import llm_session
 from complexif.runtime import run_stage
 
 
@@ -13,8 +14,10 @@ def main(params, run, model: str) -> None:
     llm = make_local_llm(
         params.paths.model_dir(model), e.generation, params.train.device, name=model
     )
-    metrics = evaluate_ifeval(llm, params.paths, e, model)
-    run.log_metrics(metrics)
+    limit = ("evaluate.judge_max_failure_fraction", e.judge_max_failure_fraction)
+    with llm_session(f"evaluate@{model}", params, run, failure_limit=limit) as session:
+        results = evaluate_model(llm, params, model, lambda: session.client("judge", e.judge))
+    run.log_metrics({name: numeric(metrics) for name, metrics in results.items()})
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""DVC stage: compare the models of evaluate.models (markdown table, per-type CSV for dvc plots,
-a bar chart) and show where the curated rows went (the curation funnel)."""
+"""DVC stage: compare the models of evaluate.models on the benchmarks of evaluate.benchmarks
+(reports/evaluation/: side-by-side summary with the papers' quoted rows, IFEval by type,
+FollowBench by level) and show where the curated rows went (the curation funnel)."""
 
 from complexif.curation.funnel import funnel_markdown, read_funnels
-from complexif.evaluation.report import load_metrics, markdown_table, write_report
+from complexif.evaluation.report import load_metrics, write_report
+from complexif.evaluation.summary import load_quoted, summary_markdown
 from complexif.io import write_text
 from complexif.runtime import run_stage
 
 
 def main(params, run) -> None:
-    metrics = load_metrics(params.paths, params.evaluate.models)
-    paths = write_report(metrics, params.paths.reports_dir)
+    models, benchmarks = params.evaluate.models, params.evaluate.benchmarks
+    results = load_metrics(params.paths, models, benchmarks)
+    quoted = load_quoted()
+    paths = write_report(results, models, f"{params.paths.reports_dir}/evaluation", quoted)
     for path in paths.values():
         run.log_artifact(path)
-    print("\nIFEval (%):\n" + markdown_table(metrics))
+    print("\nBenchmarks (%):\n" + summary_markdown(results, models, quoted))
     # Where the curated rows went, step by step (the Conifer stages write one funnel each).
     funnel = f"{params.paths.reports_dir}/curation_funnel.md"
     table = funnel_markdown(read_funnels(params.paths.reports_dir))

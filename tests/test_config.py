@@ -161,6 +161,8 @@ NOT_A_PARAMS_DEFAULT = {
     # The ifeval part of issue 9 owns this: `complexif ifeval` reads the vendored IFEval file.
     ("evaluation/ifeval.py", "load_input_data", "path"): "the vendored IFEval input",
     ("tracking/pipeline.py", "pipeline_run", "name"): "the MLflow parent run's name",
+    ("evaluation/followbench/data.py", "load_followbench", "categories"): "all of the "
+    "benchmark's; the evaluate stage passes evaluate.followbench.categories",
     # An API request's own optional fields: None means the client did not send it.
     ("llm/server.py", "CompletionBody", "temperature"): "absent from the request",
     ("llm/server.py", "CompletionBody", "top_p"): "absent from the request",

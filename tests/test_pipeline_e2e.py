@@ -98,7 +98,7 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
     for model in ("base", "sft", "dpo"):
-        m = json.loads((repo / f"metrics/ifeval/{model}.json").read_text())
+        m = json.loads((repo / f"metrics/evaluate/{model}/ifeval.json").read_text())
         for key in (
             "prompt_level_strict_acc",
             "prompt_level_loose_acc",
@@ -108,10 +108,22 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
             assert 0.0 <= m[key] <= 1.0
         assert m["num_prompts"] == 4
         assert m["prompt_level_loose_acc"] >= m["prompt_level_strict_acc"]
-    table = (repo / "reports/ifeval_table.md").read_text()
+        # FollowBench (tiny: one format and one example instruction, levels 1-5 each): every
+        # item rule-scored, judged or counted unparseable by the embedded judge.
+        fb = json.loads((repo / f"metrics/evaluate/{model}/followbench.json").read_text())
+        counts = fb["counts"]
+        assert counts["items"] == 10
+        assert counts["rule_scored"] + counts["judged"] + counts["unparseable"] == 10
+        assert counts["rule_scored"] >= 5  # the example category is all rule-scored
+        assert fb["hsr"]["level_1"] is not None
+    reports = repo / "reports/evaluation"
+    table = (reports / "ifeval_table.md").read_text()
     assert all(f"| {m} |" in table for m in ("base", "sft", "dpo"))
-    assert (repo / "reports/ifeval_by_type.png").stat().st_size > 1000
-    assert "IFEval (%)" in log  # the report stage printed the table
+    assert (reports / "ifeval_by_type.png").stat().st_size > 1000
+    assert (reports / "followbench_by_level.png").stat().st_size > 1000
+    summary = (reports / "summary.md").read_text()
+    assert "FollowBench HSR" in summary and "(quoted)" in summary
+    assert "Benchmarks (%)" in log  # the report stage printed the summary
     # Every Conifer step's counts, in the report and printed.
     funnel = (repo / "reports/curation_funnel.md").read_text()
     for step in (
@@ -182,9 +194,12 @@ def test_metrics_and_plots_are_visible_to_dvc(tiny_repo):
         _run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], repo, env).stdout
     )
     files = next(iter(shown.values()))["data"]
-    assert {f"metrics/ifeval/{m}.json" for m in ("base", "sft", "dpo")} <= set(files)
+    for benchmark in ("ifeval", "followbench"):
+        expected = {f"metrics/evaluate/{m}/{benchmark}.json" for m in ("base", "sft", "dpo")}
+        assert expected <= set(files)
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
     assert "ifeval_by_type" in plots and "train_sft_loss" in plots
+    assert "followbench_hsr_by_level" in plots
 
 
 def test_every_stage_logged_an_mlflow_run_with_training_curves(tiny_repo):
@@ -199,7 +214,8 @@ def test_every_stage_logged_an_mlflow_run_with_training_curves(tiny_repo):
     sft_run = next(r for r in runs if r.info.run_name == "train_sft")
     assert len(client.get_metric_history(sft_run.info.run_id, "loss")) == 2
     eval_dpo = next(r for r in runs if r.info.run_name == "evaluate@dpo")
-    assert "prompt_level_strict_acc" in eval_dpo.data.metrics
+    assert "ifeval.prompt_level_strict_acc" in eval_dpo.data.metrics
+    assert "followbench.counts.items" in eval_dpo.data.metrics
 
 
 def test_a_tampered_verified_answer_is_stopped_by_the_gate(tiny_repo):

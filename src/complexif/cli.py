@@ -20,6 +20,7 @@ from typing import Any
 
 from complexif.config import ConfigError
 from complexif.constraints.errors import ConstraintError
+from complexif.evaluation.cli import register_followbench, register_infobench
 from complexif.evaluation.ifeval import MissingResponseError
 from complexif.io import DataError, read_text
 
@@ -426,6 +427,8 @@ def register_cache(groups: Groups) -> None:
 
 GROUP_REGISTRARS: list[Registrar] = [
     register_ifeval,
+    register_followbench,
+    register_infobench,
     register_params,
     register_serve,
     register_cache,

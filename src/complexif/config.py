@@ -73,10 +73,11 @@ class PathsConfig(_Strict):
         """A role's model: a pipeline model (base/sft/dpo) is models/<name>; else a path/hub id."""
         return self.model_dir(name) if name in PIPELINE_MODELS else Path(name)
 
-    def ifeval_metrics(self, model: str) -> Path:
-        """An evaluated model's IFEval metrics. They share one directory, which the report
-        stage depends on, so DVC links it to every ``evaluate@<model>`` in evaluate.models."""
-        return Path(self.metrics_dir) / "ifeval" / f"{model}.json"
+    def eval_metrics(self, model: str, benchmark: str) -> Path:
+        """An evaluated model's metrics on one benchmark. Each ``evaluate@<model>`` owns the
+        folder ``<metrics_dir>/evaluate/<model>``; the report stage depends on their parent, so
+        DVC links it to exactly the models in evaluate.models."""
+        return Path(self.metrics_dir) / "evaluate" / model / f"{benchmark}.json"
 
 
 class ModelConfig(_Strict):
@@ -305,10 +306,10 @@ class CorrectConfig(_Strict):
 
 
 class StepSampling(_Strict):
-    """How one Conifer step asks its role: these override the role's generation settings
-    (batching, engine and seed stay the role's)."""
+    """How one LLM step (a Conifer step, a judge) asks its role: these override the role's
+    generation settings (batching, engine and seed stay the role's)."""
 
-    template: str = Field(min_length=1, description="Prompt file under conifer.prompts_dir.")
+    template: str = Field(min_length=1, description="Prompt file under its section's prompts_dir.")
     max_new_tokens: int = Field(ge=1)
     temperature: float = Field(ge=0.0)
     top_p: float = Field(gt=0.0, le=1.0)
@@ -555,10 +556,69 @@ class IFEvalConfig(_Strict):
     seed: Seed
 
 
+BENCHMARKS = ("ifeval", "followbench", "infobench")
+FOLLOWBENCH_CATEGORIES = ("content", "situation", "style", "format", "example", "mixed")
+
+
+class FollowBenchConfig(_Strict):
+    categories: list[str] = Field(min_length=1)
+    groups_per_category: int | None = Field(
+        ge=1,
+        description="Instructions per category, each with its levels 1-5 (seeded sample); "
+        "null = all 136 (820 items).",
+    )
+    judge: StepSampling | None = Field(
+        description="How the judge scores the items no rule covers (it sees the constraint-"
+        "evolution path, YES/NO per level); null: rule-scored items only."
+    )
+    seed: Seed
+
+    @field_validator("categories")
+    @classmethod
+    def _check_categories(cls, v: list[str]) -> list[str]:
+        unknown = [c for c in v if c not in FOLLOWBENCH_CATEGORIES]
+        if unknown:
+            raise ValueError(
+                f"unknown categories {unknown}; expected some of "
+                f"{', '.join(FOLLOWBENCH_CATEGORIES)}"
+            )
+        if len(set(v)) != len(v):
+            raise ValueError(f"a category is listed twice: {v}")
+        return v
+
+
+class InFoBenchConfig(_Strict):
+    source: str = Field(
+        min_length=1,
+        description="A local .jsonl/.json file (or a folder with one), else a hub dataset id "
+        "(kqsong/InFoBench, needs network). The data is not shipped: see README.",
+    )
+    split: str = Field(min_length=1)
+    subset: int | None = Field(ge=1, description="Items (easy/hard mix kept); null = all 500.")
+    judge: StepSampling
+    seed: Seed
+
+
 class EvaluateConfig(_Strict):
     models: list[str] = Field(min_length=1)
+    benchmarks: list[Literal["ifeval", "followbench", "infobench"]] = Field(min_length=1)
     ifeval: IFEvalConfig
+    followbench: FollowBenchConfig
+    infobench: InFoBenchConfig
     generation: GenerationConfig
+    judge: LLMRoleConfig = Field(
+        description="The judge role (FollowBench items without a rule, InFoBench questions)."
+    )
+    prompts_dir: str = Field(min_length=1, description="Judge templates, under paths.prompts_dir.")
+    repair_template: str = Field(
+        min_length=1, description="The re-ask for a judgement that cannot be parsed."
+    )
+    judge_max_failure_fraction: float = Field(
+        ge=0.0,
+        le=1.0,
+        description="Like llm.max_failure_fraction, for the judge's requests: an unparseable "
+        "judgement is ledgered and counted as unparseable, never as YES or NO.",
+    )
 
     @field_validator("models")
     @classmethod
@@ -570,12 +630,24 @@ class EvaluateConfig(_Strict):
             raise ValueError(f"a model is listed twice: {v}")
         return v
 
+    @field_validator("benchmarks")
+    @classmethod
+    def _check_benchmarks(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"a benchmark is listed twice: {v}")
+        return v
+
     @field_validator("generation")
     @classmethod
     def _one_answer(cls, v: GenerationConfig) -> GenerationConfig:
         if v.n != 1:
-            raise ValueError("evaluate.generation.n must be 1: IFEval scores one answer per prompt")
+            raise ValueError("evaluate.generation.n must be 1: the benchmarks score one answer")
         return v
+
+    @field_validator("judge")
+    @classmethod
+    def _check_judge(cls, v: LLMRoleConfig) -> LLMRoleConfig:
+        return _one_sample(v, "evaluate.judge")
 
 
 class PriceConfig(_Strict):

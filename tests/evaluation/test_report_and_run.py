@@ -30,30 +30,36 @@ def _paths(tmp_path):
 def test_report_table_csv_and_plot(tmp_path):
     paths = _paths(tmp_path)
     for name, s in (("base", 0.2), ("sft", 0.3), ("dpo", 0.35)):
-        paths.ifeval_metrics(name).parent.mkdir(parents=True, exist_ok=True)
-        paths.ifeval_metrics(name).write_text(json.dumps(_metrics(s)))
-    metrics = load_metrics(paths, ["base", "sft", "dpo"])
+        paths.eval_metrics(name, "ifeval").parent.mkdir(parents=True, exist_ok=True)
+        paths.eval_metrics(name, "ifeval").write_text(json.dumps(_metrics(s)))
+    results = load_metrics(paths, ["base", "sft", "dpo"], ["ifeval"])
+    metrics = results["ifeval"]
     table = markdown_table(metrics)
     assert "| base | 10 | 20.0 | 30.0 | 25.0 | 35.0 |" in table
     assert "| sft | 10 | 30.0 (+10.0) | 40.0 (+10.0) | 35.0 (+10.0) | 45.0 (+10.0) |" in table
-    paths = write_report(metrics, tmp_path / "reports")
+    paths = write_report(results, ["base", "sft", "dpo"], tmp_path / "reports")
+    assert not any(name.startswith("followbench") for name in paths)  # not evaluated
+    summary = paths["summary"].read_text()
+    assert "| sft | 30.0 | 40.0 | 35.0 | 45.0 |" in summary
     # The per-type table shows each model's change from base, with how many instructions.
-    text = paths["table"].read_text()
+    text = paths["ifeval_table"].read_text()
     assert "| punctuation:no_comma | 3 | 20.0 | 30.0 (+10.0) | 35.0 (+15.0) |" in text
     assert "| detectable_format:title | 2 | 100.0 | 100.0 (+0.0) | 100.0 (+0.0) |" in text
-    rows = list(csv.DictReader(paths["csv"].open()))
+    rows = list(csv.DictReader(paths["ifeval_csv"].open()))
     assert rows[1] == {
         "instruction_type": "punctuation:no_comma",
         "base": "20.0",
         "sft": "30.0",
         "dpo": "35.0",
     }
-    assert paths["plot"].read_bytes()[:4] == b"\x89PNG"
+    assert paths["ifeval_plot"].read_bytes()[:4] == b"\x89PNG"
 
 
 def test_missing_metrics_name_the_model_and_stage(tmp_path):
-    with pytest.raises(FileNotFoundError, match="model 'sft'.*evaluate"):
-        load_metrics(_paths(tmp_path), ["sft"])
+    with pytest.raises(
+        FileNotFoundError, match="followbench metrics for model 'sft'.*evaluate@sft"
+    ):
+        load_metrics(_paths(tmp_path), ["sft"], ["followbench"])
 
 
 def test_evaluate_ifeval_generates_scores_and_writes_everything(tiny_model_dir, tmp_path):
@@ -72,11 +78,12 @@ def test_evaluate_ifeval_generates_scores_and_writes_everything(tiny_model_dir, 
     llm = TransformersLLM(
         tiny_model_dir, 3, "cpu", name="tiny", engine=gen.engine, precision=gen.precision
     )
-    metrics = evaluate_ifeval(llm, paths, cfg, "base")
+    out = tmp_path / "eval/base/ifeval"
+    metrics = evaluate_ifeval(llm, paths.ifeval_input, cfg, out)
     assert metrics["num_prompts"] == 3
-    saved = json.loads((tmp_path / "metrics/ifeval/base.json").read_text())
+    saved = json.loads((out / "metrics.json").read_text())
     assert saved["prompt_level_strict_acc"] == metrics["prompt_level_strict_acc"]
-    responses = [json.loads(x) for x in (tmp_path / "eval/base/responses.jsonl").open()]
+    responses = [json.loads(x) for x in (out / "responses.jsonl").open()]
     assert len(responses) == 3 and all(r["completion_tokens"] <= 4 for r in responses)
-    strict = [json.loads(x) for x in (tmp_path / "eval/base/eval_results_strict.jsonl").open()]
+    strict = [json.loads(x) for x in (out / "eval_results_strict.jsonl").open()]
     assert {r["prompt"] for r in strict} == {r["prompt"] for r in responses}

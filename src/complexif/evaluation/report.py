@@ -1,4 +1,6 @@
-"""Compare models' IFEval scores: a markdown table, a long-format CSV and a bar chart by type."""
+"""Compare the evaluated models: every benchmark side by side (``summary.md``, with the papers'
+quoted rows), IFEval by instruction type (table, long CSV for dvc plots, bar chart) and
+FollowBench by level (table, CSV, figure), all under ``<reports_dir>/evaluation/``."""
 
 from __future__ import annotations
 
@@ -17,16 +19,20 @@ HEADLINE = (
 )
 
 
-def load_metrics(paths: PathsConfig, models: Sequence[str]) -> dict[str, dict]:
-    """Each model's IFEval metrics (as evaluate@<model> wrote them), in ``models`` order."""
-    out = {}
-    for model in models:
-        path = paths.ifeval_metrics(model)
-        if not path.exists():
-            raise FileNotFoundError(
-                f"{path}: no IFEval metrics for model {model!r}; run its evaluate stage"
-            )
-        out[model] = json.loads(path.read_text(encoding="utf-8"))
+def load_metrics(
+    paths: PathsConfig, models: Sequence[str], benchmarks: Sequence[str]
+) -> dict[str, dict[str, dict]]:
+    """benchmark -> model -> metrics (as evaluate@<model> wrote them), in the given orders."""
+    out: dict[str, dict[str, dict]] = {}
+    for benchmark in benchmarks:
+        out[benchmark] = {}
+        for model in models:
+            path = paths.eval_metrics(model, benchmark)
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"{path}: no {benchmark} metrics for model {model!r}; run evaluate@{model}"
+                )
+            out[benchmark][model] = json.loads(path.read_text(encoding="utf-8"))
     return out
 
 
@@ -135,19 +141,44 @@ def plot_by_type(metrics: dict[str, dict], path: str | Path) -> None:
         plt.close(fig)
 
 
-def write_report(metrics: dict[str, dict], reports_dir: str | Path) -> dict[str, Path]:
-    reports_dir = Path(reports_dir)
-    paths = {
-        "table": reports_dir / "ifeval_table.md",
-        "csv": reports_dir / "ifeval_by_type.csv",
-        "plot": reports_dir / "ifeval_by_type.png",
-    }
-    write_text(
-        paths["table"],
-        markdown_table(metrics)
-        + "\nInstruction-level strict accuracy by type (%; change from the first model):\n\n"
-        + by_type_markdown(metrics),
-    )
-    write_csv(paths["csv"], by_type_rows(metrics))
-    plot_by_type(metrics, paths["plot"])
+def write_report(
+    results: dict[str, dict[str, dict]],
+    models: Sequence[str],
+    out_dir: str | Path,
+    quoted: Sequence[dict] = (),
+) -> dict[str, Path]:
+    """Every file of the comparison; returns them by name."""
+    from complexif.evaluation.followbench import report as followbench_report
+    from complexif.evaluation.summary import summary_markdown
+
+    out_dir = Path(out_dir)
+    paths = {"summary": out_dir / "summary.md"}
+    write_text(paths["summary"], summary_markdown(results, models, quoted))
+    if "ifeval" in results:
+        metrics = results["ifeval"]
+        paths |= {
+            "ifeval_table": out_dir / "ifeval_table.md",
+            "ifeval_csv": out_dir / "ifeval_by_type.csv",
+            "ifeval_plot": out_dir / "ifeval_by_type.png",
+        }
+        write_text(
+            paths["ifeval_table"],
+            markdown_table(metrics)
+            + "\nInstruction-level strict accuracy by type (%; change from the first model):\n\n"
+            + by_type_markdown(metrics),
+        )
+        write_csv(paths["ifeval_csv"], by_type_rows(metrics))
+        plot_by_type(metrics, paths["ifeval_plot"])
+    if "followbench" in results:
+        metrics = results["followbench"]
+        paths |= {
+            "followbench_table": out_dir / "followbench.md",
+            "followbench_hsr_csv": out_dir / "followbench_hsr_by_level.csv",
+            "followbench_ssr_csv": out_dir / "followbench_ssr_by_level.csv",
+            "followbench_plot": out_dir / "followbench_by_level.png",
+        }
+        write_text(paths["followbench_table"], followbench_report.markdown(metrics))
+        for key in ("hsr", "ssr"):
+            write_csv(paths[f"followbench_{key}_csv"], followbench_report.level_rows(metrics, key))
+        followbench_report.plot_by_level(metrics, paths["followbench_plot"])
     return paths

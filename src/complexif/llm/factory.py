@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlparse
 
-from complexif.config import APIConfig, ConfigError, GenerationConfig, LLMRoleConfig, Params
+from complexif.config import (
+    APIConfig,
+    ConfigError,
+    GenerationConfig,
+    LLMRoleConfig,
+    Params,
+    StepSampling,
+)
 from complexif.llm.base import AsyncBackend, BatchBackend, GenerationParams
 
 
@@ -18,6 +26,17 @@ def generation_params(cfg: GenerationConfig) -> GenerationParams:
         top_p=cfg.top_p,
         seed=cfg.seed,
         n=cfg.n,
+    )
+
+
+def step_params(role: LLMRoleConfig, step: StepSampling) -> GenerationParams:
+    """The role's generation settings with the step's length and sampling (one answer)."""
+    return replace(
+        generation_params(role.generation),
+        max_new_tokens=step.max_new_tokens,
+        temperature=step.temperature,
+        top_p=step.top_p,
+        n=1,
     )
 
 

@@ -19,7 +19,7 @@ def write_jsonl(path, recs):
 
 
 def test_loads_the_fixture(sample_path):
-    items = load_infobench(sample_path)
+    items = load_infobench(sample_path, split="train")
     assert [i.id for i in items] == [r["id"] for r in read_jsonl(sample_path)]
     assert {i.subset for i in items} == {"Easy_set", "Hard_set"}
     poem = items[0]
@@ -38,7 +38,7 @@ def test_loads_the_fixture(sample_path):
 
 
 def test_prompt_is_the_instruction_then_the_input_when_there_is_one(sample_path):
-    items = {i.id: i for i in load_infobench(sample_path)}
+    items = {i.id: i for i in load_infobench(sample_path, split="train")}
     assert items["fixture_easy_1"].prompt == items["fixture_easy_1"].instruction
     recipe = items["fixture_easy_2"]
     assert recipe.prompt == (
@@ -48,36 +48,36 @@ def test_prompt_is_the_instruction_then_the_input_when_there_is_one(sample_path)
 
 
 def test_json_array_and_directory_load_the_same_items(sample_path, tmp_path):
-    expected = load_infobench(sample_path)
+    expected = load_infobench(sample_path, split="train")
     array = tmp_path / "array" / "infobench.json"
     array.parent.mkdir()
     array.write_text(json.dumps(read_jsonl(sample_path)), encoding="utf-8")
-    assert load_infobench(array) == expected
-    assert load_infobench(str(array.parent)) == expected  # a folder with one file
+    assert load_infobench(array, split="train") == expected
+    assert load_infobench(str(array.parent), split="train") == expected  # a folder with one file
 
     folder = tmp_path / "jsonl"
     folder.mkdir()
     write_jsonl(folder / "data.jsonl", read_jsonl(sample_path))
     (folder / "README.md").write_text("not data")
-    assert load_infobench(folder) == expected
+    assert load_infobench(folder, split="train") == expected
 
 
 def test_directory_with_several_or_no_data_files_is_an_error(sample_path, tmp_path):
     write_jsonl(tmp_path / "a.jsonl", read_jsonl(sample_path))
     write_jsonl(tmp_path / "b.jsonl", read_jsonl(sample_path))
     with pytest.raises(DataError, match=r"expected one .*found a\.jsonl, b\.jsonl"):
-        load_infobench(tmp_path)
+        load_infobench(tmp_path, split="train")
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataError, match="found none"):
-        load_infobench(empty)
+        load_infobench(empty, split="train")
 
 
 def test_saved_dataset_folders(sample_path, tmp_path):
-    expected = load_infobench(sample_path)
+    expected = load_infobench(sample_path, split="train")
     recs = read_jsonl(sample_path)
     datasets.Dataset.from_list(recs).save_to_disk(str(tmp_path / "one"))
-    assert load_infobench(tmp_path / "one") == expected
+    assert load_infobench(tmp_path / "one", split="train") == expected
 
     splits = datasets.DatasetDict(
         {"train": datasets.Dataset.from_list(recs), "test": datasets.Dataset.from_list(recs[:2])}
@@ -96,7 +96,9 @@ def test_hub_id_goes_to_load_dataset(sample_path, monkeypatch):
         return read_jsonl(sample_path)
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
-    assert load_infobench("kqsong/InFoBench") == load_infobench(sample_path)
+    assert load_infobench("kqsong/InFoBench", split="train") == load_infobench(
+        sample_path, split="train"
+    )
     assert calls == [("kqsong/InFoBench", "train")]
 
 
@@ -105,7 +107,7 @@ def test_hub_rows_are_validated_by_index(sample_path, monkeypatch):
     rows[3]["subset"] = "Medium_set"
     monkeypatch.setattr(datasets, "load_dataset", lambda source, split: rows)
     with pytest.raises(DataError, match=r"kqsong/InFoBench\[train\]\[3\]: field 'subset'"):
-        load_infobench("kqsong/InFoBench")
+        load_infobench("kqsong/InFoBench", split="train")
 
 
 def test_hub_failure_says_how_to_get_the_data(monkeypatch):
@@ -114,7 +116,7 @@ def test_hub_failure_says_how_to_get_the_data(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(DataError) as err:
-        load_infobench("kqsong/InFoBench")
+        load_infobench("kqsong/InFoBench", split="train")
     message = str(err.value)
     assert "ConnectionError: no network" in message
     assert "not shipped" in message
@@ -129,7 +131,7 @@ def test_missing_file_path_is_not_sent_to_the_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", never)
     missing = tmp_path / "infobench.jsonl"
     with pytest.raises(DataError, match=r"infobench\.jsonl: file not found\. InFoBench is not"):
-        load_infobench(missing)
+        load_infobench(missing, split="train")
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,7 @@ def test_jsonl_errors_name_file_line_and_field(sample_path, tmp_path, change, li
     change(recs[line - 1])
     path = write_jsonl(tmp_path / "bad.jsonl", recs)
     with pytest.raises(DataError, match=rf"bad\.jsonl:{line}: {message}"):
-        load_infobench(path)
+        load_infobench(path, split="train")
 
 
 def test_json_array_errors_name_the_index(sample_path, tmp_path):
@@ -167,28 +169,28 @@ def test_json_array_errors_name_the_index(sample_path, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(recs), encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.json\[5\]: missing field 'decomposed_questions'"):
-        load_infobench(path)
+        load_infobench(path, split="train")
     path.write_text(json.dumps({"items": recs}), encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.json: expected a JSON array of items, got dict"):
-        load_infobench(path)
+        load_infobench(path, split="train")
 
 
 def test_invalid_json_and_empty_files(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "x"}\n{"id": \n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.jsonl:1: missing field 'instruction'"):
-        load_infobench(bad)
+        load_infobench(bad, split="train")
     bad.write_text('\n{"id": \n', encoding="utf-8")
     with pytest.raises(DataError, match=r"bad\.jsonl:2: invalid JSON"):
-        load_infobench(bad)
+        load_infobench(bad, split="train")
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"empty\.jsonl: no items"):
-        load_infobench(empty)
+        load_infobench(empty, split="train")
     other = tmp_path / "data.csv"
     other.write_text("id\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"data\.csv: expected a \.jsonl or \.json file"):
-        load_infobench(other)
+        load_infobench(other, split="train")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -205,7 +207,7 @@ def many(n_easy: int, n_hard: int) -> list[Item]:
 
 
 def test_select_none_or_too_many_is_everything_sorted_by_id(sample_path):
-    items = load_infobench(sample_path)
+    items = load_infobench(sample_path, split="train")
     shuffled = list(reversed(items))
     everything = sorted(items, key=lambda i: i.id)
     assert select_items(shuffled, None, 0) == everything

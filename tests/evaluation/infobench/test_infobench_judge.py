@@ -272,10 +272,10 @@ def test_rows_are_checked():
 def test_repository_template_renders_the_fixture(sample_path):
     """The shipped template takes exactly the judge's fields and puts the input where asked."""
     template = load_template(REPO_ROOT / "prompts", "eval/infobench_judge.txt")
-    repair = load_template(REPO_ROOT / "prompts", "eval/infobench_repair.txt")
+    repair = load_template(REPO_ROOT / "prompts", "eval/judge_repair.txt")
     assert template.placeholders == {"input_block", "output", "question"}
     assert repair.placeholders == {"error"}
-    item = {i.id: i for i in load_infobench(sample_path)}["fixture_easy_2"]
+    item = {i.id: i for i in load_infobench(sample_path, split="train")}["fixture_easy_2"]
     [turn] = template.render_messages(
         input_block=input_block(item.input), output="OUTPUT TEXT", question=item.questions[0]
     )

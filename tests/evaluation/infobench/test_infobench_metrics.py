@@ -92,7 +92,7 @@ def test_all_no_is_zero():
 
 
 def test_fixture_items_all_yes(sample_path):
-    items = load_infobench(sample_path)
+    items = load_infobench(sample_path, split="train")
     answers = {i.id: (True,) * len(i.questions) for i in items}
     metrics = drfr_metrics(items, answers)
     assert metrics["drfr"] == 1.0

@@ -49,7 +49,7 @@ class Item:
         return f"{self.instruction}\n\n{self.input}\n"
 
 
-def load_infobench(source: str | os.PathLike[str], split: str = "train") -> list[Item]:
+def load_infobench(source: str | os.PathLike[str], split: str) -> list[Item]:
     """Items from ``source``: a ``.jsonl`` or ``.json`` (array) file, a folder holding one such
     file or a ``datasets`` save_to_disk folder, or else a hub dataset id (``split`` of it)."""
     path = Path(source)

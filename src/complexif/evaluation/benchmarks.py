@@ -1,0 +1,63 @@
+"""Evaluate one model on the benchmarks params choose: answers, verdicts and metrics per
+benchmark under ``<eval_dir>/<model>/<benchmark>/``, metrics also in
+``<metrics_dir>/evaluate/<model>/<benchmark>.json`` (the DVC metrics).
+
+The judge (FollowBench items without a rule, InFoBench questions) is a role like student and
+teacher: any backend, through the stage's LLM session (cache, ledger, usage). It is built only
+when some item needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from complexif.config import Params
+from complexif.evaluation.followbench.run import run_followbench
+from complexif.evaluation.ifeval_run import evaluate_ifeval
+from complexif.evaluation.infobench.run import run_infobench
+from complexif.evaluation.judging import JudgeClient
+from complexif.io import write_json
+from complexif.llm.base import LLM, BatchBackend
+
+Runner = Callable[[LLM | BatchBackend, Params, Path, JudgeClient], dict[str, Any]]
+
+
+def run_ifeval(
+    llm: LLM | BatchBackend, params: Params, out_dir: Path, judge: JudgeClient
+) -> dict[str, Any]:
+    return evaluate_ifeval(llm, params.paths.ifeval_input, params.evaluate, out_dir)
+
+
+RUNNERS: Mapping[str, Runner] = {
+    "ifeval": run_ifeval,
+    "followbench": run_followbench,
+    "infobench": run_infobench,
+}
+
+
+def evaluate_model(
+    llm: LLM | BatchBackend, params: Params, model: str, judge: JudgeClient
+) -> dict[str, dict[str, Any]]:
+    """Every benchmark in ``evaluate.benchmarks`` for ``model``; returns metrics by benchmark."""
+    results: dict[str, dict[str, Any]] = {}
+    for benchmark in params.evaluate.benchmarks:
+        out_dir = Path(params.paths.eval_dir) / model / benchmark
+        metrics = RUNNERS[benchmark](llm, params, out_dir, judge)
+        write_json(params.paths.eval_metrics(model, benchmark), metrics)
+        results[benchmark] = metrics
+    return results
+
+
+def numeric(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers of nested metrics (MLflow takes nothing else): None and text left out."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            inner = numeric(value)
+            if inner:
+                out[key] = inner
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value
+    return out

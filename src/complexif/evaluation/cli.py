@@ -1,0 +1,183 @@
+"""``complexif followbench score`` and ``complexif infobench score``: score any model's answers
+file the way the evaluate stage does, the judge taken from params.yaml (evaluate.judge)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from complexif.config import Params, load_params
+from complexif.io import DataError
+
+Groups = Any  # argparse's private _SubParsersAction
+
+
+def _params(args: argparse.Namespace, **paths: str | None) -> Params:
+    """params.yaml with the paths the flags override; the ledger goes to the output folder."""
+    params = load_params(args.params)
+    update = {k: v for k, v in paths.items() if v is not None}
+    update["ledger_dir"] = str(args.output_dir)
+    return params.model_copy(update={"paths": params.paths.model_copy(update=update)})
+
+
+def _judging(
+    params: Params, stage: str, enabled: bool
+) -> AbstractContextManager[Callable[[], Any] | None]:
+    """The judge's client factory inside an LLM session (cache, ledger in the output folder),
+    or None when judging is off."""
+    if not enabled:
+        return nullcontext(None)
+    from complexif.llm.session import llm_session
+
+    @contextmanager
+    def session() -> Iterator[Callable[[], Any]]:
+        limit = ("evaluate.judge_max_failure_fraction", params.evaluate.judge_max_failure_fraction)
+        with llm_session(stage, params, None, failure_limit=limit) as llm:
+            yield lambda: llm.client("judge", params.evaluate.judge)
+
+    return session()
+
+
+def _pct(value: float | None) -> str:
+    return "   –" if value is None else f"{100 * value:5.1f}"
+
+
+def format_followbench(metrics: Mapping[str, Any]) -> str:
+    levels = [f"level_{k}" for k in range(1, 6)]
+    lines = ["        " + "  ".join(f"   L{k}" for k in range(1, 6)) + "    avg"]
+    for key in ("hsr", "ssr"):
+        cells = "  ".join(_pct(metrics[key].get(level)) for level in (*levels, "avg"))
+        lines.append(f"{key.upper():<6}  {cells}")
+    csl = metrics.get("csl")
+    lines.append(f"CSL     {'–' if csl is None else f'{csl:.2f}'} (of 5)")
+    c = metrics["counts"]
+    lines.append(
+        f"({c['items']} items: {c['rule_scored']} rule-scored, {c['judged']} judged, "
+        f"{c['unparseable']} unparseable, {c.get('not_judged', 0)} not judged)"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _followbench_score(args: argparse.Namespace) -> int:
+    from complexif.evaluation.followbench.data import evaluated_items
+    from complexif.evaluation.followbench.run import (
+        followbench_groups,
+        load_answers,
+        score_followbench,
+    )
+
+    params = _params(args, followbench_dir=args.data_dir and str(args.data_dir))
+    groups = followbench_groups(params, all_groups=args.all)
+    answers = load_answers(args.answers, groups)
+    items = evaluated_items(groups)
+    missing = [item.id for item in items if item.id not in answers]
+    if missing:
+        scope = "all items" if args.all else "the items params.yaml samples (--all: every item)"
+        raise DataError(
+            f"{args.answers}: no answer for {len(missing)} of {len(items)} FollowBench items of "
+            f"{scope}; first: {missing[0]}"
+        )
+    out = Path(args.output_dir)
+    with _judging(params, "followbench_score", not args.no_judge) as judge:
+        metrics = score_followbench(params, groups, answers, judge, out)
+    print(format_followbench(metrics), end="")
+    print(f"wrote {out / 'verdicts.jsonl'} and {out / 'metrics.json'}")
+    return 0
+
+
+def format_infobench(metrics: Mapping[str, Any]) -> str:
+    c = metrics["counts"]
+    lines = [
+        f"DRFR       {_pct(metrics.get('drfr'))}",
+        f"DRFR easy  {_pct(metrics.get('drfr_easy'))}",
+        f"DRFR hard  {_pct(metrics.get('drfr_hard'))}",
+        f"({c['items']} items, {c['questions']} questions: {c['judged']} judged, "
+        f"{c['unparseable']} unparseable, {c['failed']} failed, {c['unasked']} unasked)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _infobench_score(args: argparse.Namespace) -> int:
+    from complexif.evaluation.infobench.run import infobench_items, load_answers, score_infobench
+
+    params = _params(args)
+    if args.source is not None:
+        infobench = params.evaluate.infobench.model_copy(update={"source": str(args.source)})
+        evaluate = params.evaluate.model_copy(update={"infobench": infobench})
+        params = params.model_copy(update={"evaluate": evaluate})
+    items = infobench_items(params, all_items=args.all)
+    answers = load_answers(args.answers, items)
+    missing = [item.id for item in items if item.id not in answers]
+    if missing:
+        scope = "all items" if args.all else "the items params.yaml samples (--all: every item)"
+        raise DataError(
+            f"{args.answers}: no answer for {len(missing)} of {len(items)} InFoBench items of "
+            f"{scope}; first: {missing[0]}"
+        )
+    out = Path(args.output_dir)
+    with _judging(params, "infobench_score", True) as judge:
+        metrics = score_infobench(params, items, answers, judge, out)
+    print(format_infobench(metrics), end="")
+    print(f"wrote {out / 'verdicts.jsonl'} and {out / 'metrics.json'}")
+    return 0
+
+
+def _common(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--answers",
+        type=Path,
+        required=True,
+        help="JSONL: 'response' with the item's 'id' or its 'prompt'",
+    )
+    cmd.add_argument("--output-dir", type=Path, required=True, help="where results go")
+    cmd.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="(default: %(default)s)"
+    )
+
+
+def register_followbench(groups: Groups) -> None:
+    group = groups.add_parser("followbench", help="FollowBench scoring (rules + LLM judge)")
+    group.set_defaults(group_parser=group)
+    commands = group.add_subparsers(dest="command", metavar="<command>")
+    score = commands.add_parser(
+        "score",
+        help="score answers on FollowBench: HSR/SSR by level and category, CSL; the judge is "
+        "params.yaml evaluate.judge",
+    )
+    _common(score)
+    score.add_argument("--no-judge", action="store_true", help="rule-scored items only")
+    score.add_argument(
+        "--data-dir",
+        type=Path,
+        help="FollowBench data (default: params.yaml paths.followbench_dir)",
+    )
+    score.add_argument(
+        "--all",
+        action="store_true",
+        help="every item of evaluate.followbench.categories (default: the params' sample)",
+    )
+    score.set_defaults(handler=_followbench_score)
+
+
+def register_infobench(groups: Groups) -> None:
+    group = groups.add_parser("infobench", help="InFoBench scoring (DRFR with an LLM judge)")
+    group.set_defaults(group_parser=group)
+    commands = group.add_subparsers(dest="command", metavar="<command>")
+    score = commands.add_parser(
+        "score",
+        help="judge answers on InFoBench's decomposed questions: DRFR overall, easy and hard; "
+        "the judge is params.yaml evaluate.judge",
+    )
+    _common(score)
+    score.add_argument(
+        "--source",
+        help="InFoBench data: a .jsonl/.json file, a folder, or a hub id "
+        "(default: params.yaml evaluate.infobench.source)",
+    )
+    score.add_argument(
+        "--all", action="store_true", help="every item (default: evaluate.infobench.subset)"
+    )
+    score.set_defaults(handler=_infobench_score)
