@@ -34,7 +34,7 @@ ARG PIP_EXTRA_INDEX_URL
 ARG APP_UID=1000
 
 LABEL org.opencontainers.image.title="complexif" \
-      org.opencontainers.image.description="ComplexIF: complex-instruction data, SFT/DPO, IFEval" \
+      org.opencontainers.image.description="ComplexIF: complex-instruction data, SFT/DPO, IFEval/FollowBench/InFoBench" \
       org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PYTHONUNBUFFERED=1 \

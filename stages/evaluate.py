@@ -18,6 +18,9 @@ def main(params, run, model: str) -> None:
     with llm_session(f"evaluate@{model}", params, run, failure_limit=limit) as session:
         results = evaluate_model(llm, params, model, lambda: session.client("judge", e.judge))
     run.log_metrics({name: numeric(metrics) for name, metrics in results.items()})
+    # Who judged with which prompt version: tags, so runs can be filtered by judge.
+    for name, metrics in results.items():
+        run.set_tags({f"{name}.judge.{k}": v for k, v in metrics.get("judge", {}).items()})
 
 
 if __name__ == "__main__":

@@ -339,6 +339,8 @@ def test_the_instructions_file(run_stage) -> None:
     ]
     assert rows == sorted(rows, key=lambda r: (r["query_id"], r["level"], r["id"]))
     assert len({r["id"] for r in rows}) == len(rows)
+    # One instruction per query and level (a query's levels pack into one conversation).
+    assert len({(r["query_id"], r["level"]) for r in rows}) == len(rows)
     for r in rows:
         assert set(r) == {
             "id", "query_id", "seed_id", "query", "level", "instruction", "constraints",
@@ -381,7 +383,7 @@ def test_the_funnel_counts_every_step_and_the_scripted_drops(run_stage) -> None:
     f, t = _funnel(run_stage), run_stage["teacher"].final
     assert list(f) == [
         "seeds", "reframe", "queries", "filter_context", "constraints", "levels", "recombine",
-        "format_numerical", "decontaminate", "filter_conflict",
+        "format_numerical", "decontaminate", "filter_conflict", "one_per_level",
     ]  # fmt: skip
     for step, (n_in, n_out, dropped) in f.items():
         assert n_in == n_out + sum(dropped.values()), step
@@ -422,7 +424,11 @@ def test_the_funnel_counts_every_step_and_the_scripted_drops(run_stage) -> None:
         judged - n_no - n_failed,
         {"parse_failed": n_failed, "unanswerable_or_conflicting": n_no},
     )
-    assert len(run_stage["instructions"]) == judged - n_no - n_failed
+    passed = judged - n_no - n_failed
+    # Where a level's variant and its plain instruction both passed, the variant stands for it.
+    superseded = f["one_per_level"][2].get("superseded_by_variant", 0)
+    assert f["one_per_level"] == (passed, passed - superseded, f["one_per_level"][2])
+    assert len(run_stage["instructions"]) == passed - superseded
 
 
 def test_each_step_had_an_answer_repaired(run_stage) -> None:

@@ -179,3 +179,21 @@ def test_a_plan_is_the_same_in_another_process() -> None:
 def test_constraints_render_one_line_per_category() -> None:
     text = render_constraints({"Tone": ["formal", "warm"], "Audience": ["kids"]})
     assert text == "- Tone: formal; warm\n- Audience: kids"
+
+
+def test_one_instruction_per_query_and_level_the_variant_first():
+    from complexif.conifer.instructions import one_per_level
+
+    def row(query, level, rid, fn=()):
+        return {"id": rid, "query_id": query, "level": level, "format_numerical": list(fn)}
+
+    rows = [
+        row("q1", 1, "cin-a"),
+        row("q1", 2, "cin-b"),
+        row("q1", 2, "cfn-b", ["Use 3 bullet points."]),
+        row("q2", 2, "cfn-c", ["Use 3 bullet points.", "End with a question."]),
+        row("q2", 2, "cin-c"),
+    ]
+    kept = {(r["query_id"], r["level"]): r["id"] for r in one_per_level(rows)}
+    assert kept == {("q1", 1): "cin-a", ("q1", 2): "cfn-b", ("q2", 2): "cfn-c"}
+    assert len(one_per_level(rows)) == 3

@@ -121,3 +121,58 @@ def test_answers_file_problems_name_file_and_line(params, tmp_path):
     path.write_text('{"prompt": "no such instruction", "response": "x"}\n')
     with pytest.raises(DataError, match="no answer matches a FollowBench item"):
         load_answers(path, groups)
+
+
+def test_cli_scores_rule_items_without_a_judge(tmp_path, capsys):
+    from complexif.cli import main
+    from complexif.evaluation.followbench.data import load_followbench
+
+    groups = load_followbench(REPO_ROOT / "data/benchmarks/followbench", ("example",))
+    items = evaluated_items(groups)
+    # The example category is rule-scored: an answer that fills the target's template passes.
+    first = items[0]
+    template = first.target.replace("{instruction}\n", "")
+    filled = template.replace("{{", "{").replace("}}", "}").replace("{answer}", "Lunch")
+    answers = tmp_path / "answers.jsonl"
+    lines = [{"id": first.id, "response": filled}]
+    lines += [{"id": i.id, "response": "no"} for i in items[1:]]
+    answers.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    params_file = tmp_path / "params.yaml"
+    text = (REPO_ROOT / "params.yaml").read_text()
+    text = text.replace(
+        "categories: [content, situation, style, format, example, mixed]", "categories: [example]"
+    )
+    params_file.write_text(text)
+    out = tmp_path / "out"
+    argv = ["followbench", "score", "--answers", str(answers), "--output-dir", str(out)]
+    argv += [
+        "--params",
+        str(params_file),
+        "--data-dir",
+        str(REPO_ROOT / "data/benchmarks/followbench"),
+    ]
+    assert main([*argv, "--no-judge", "--all"]) == 0
+    printed = capsys.readouterr().out
+    assert "(200 items: 200 rule-scored, 0 judged, 0 unparseable, 0 not judged)" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    from complexif.evaluation.followbench.rules import rule_score
+
+    assert rule_score(first, filled)
+    sent = {x["id"]: x["response"] for x in lines}
+    passed = [i for i in items if rule_score(i, sent[i.id])]
+    # (Some example templates are a bare {answer}: "no" fills them too.)
+    assert metrics["hsr"]["level_1"] == pytest.approx(sum(i.level == 1 for i in passed) / 40)
+    assert metrics["counts"]["rule_scored"] == 200
+    # Without --all only the params' sample is scored; a file short of it is refused.
+    sample = evaluated_items(
+        followbench_groups(
+            updated(
+                repo_params(),
+                paths={"followbench_dir": str(REPO_ROOT / "data/benchmarks/followbench")},
+                evaluate={"followbench": {"categories": ["example"]}},
+            )
+        )
+    )
+    answers.write_text("".join(json.dumps({"id": i.id, "response": ""}) + "\n" for i in sample[1:]))
+    assert main([*argv, "--no-judge"]) == 2
+    assert f"no answer for 1 of {len(sample)} FollowBench items" in capsys.readouterr().err

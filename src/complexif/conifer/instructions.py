@@ -220,9 +220,27 @@ def leveled_instructions(
     )
     kept = [o.row for o in verdicts.outputs if o.value]
     funnel.add_result(verdicts, unanswerable_or_conflicting=len(verdicts.outputs) - len(kept))
+    single = one_per_level(kept)
+    funnel.add(
+        "one_per_level", len(kept), len(single), {"superseded_by_variant": len(kept) - len(single)}
+    )
     versions = _versions(*vars(steps).values())
-    out = [{**r, "prompt_versions": versions} for r in kept]
+    out = [{**r, "prompt_versions": versions} for r in single]
     return sorted(out, key=lambda r: (r["query_id"], r["level"], r["id"]))
+
+
+def one_per_level(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One instruction per (query, level): its format/numerical variant where one passed filter
+    2 (the same instruction with those constraints added), else the plain one. A query's levels
+    become one easy-to-hard conversation, which has one turn per level."""
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["query_id"], row["level"])
+        rank = (len(row["format_numerical"]), row["id"])
+        held = best.get(key)
+        if held is None or rank > (len(held["format_numerical"]), held["id"]):
+            best[key] = row
+    return list(best.values())
 
 
 def build_instructions(
