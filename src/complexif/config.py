@@ -562,6 +562,9 @@ FOLLOWBENCH_CATEGORIES = ("content", "situation", "style", "format", "example", 
 
 class FollowBenchConfig(_Strict):
     categories: list[str] = Field(min_length=1)
+    max_new_tokens: int | None = Field(
+        ge=1, description="The answers' length; null: evaluate.generation.max_new_tokens."
+    )
     groups_per_category: int | None = Field(
         ge=1,
         description="Instructions per category, each with its levels 1-5 (seeded sample); "
@@ -595,6 +598,9 @@ class InFoBenchConfig(_Strict):
     )
     split: str = Field(min_length=1)
     subset: int | None = Field(ge=1, description="Items (easy/hard mix kept); null = all 500.")
+    max_new_tokens: int | None = Field(
+        ge=1, description="The answers' length; null: evaluate.generation.max_new_tokens."
+    )
     judge: StepSampling
     seed: Seed
 

@@ -43,6 +43,13 @@ def generate_answers(
     ]
 
 
+def answer_length(generation: GenerationConfig, max_new_tokens: int | None) -> GenerationConfig:
+    """The evaluated model's settings with a benchmark's own answer length, if it sets one."""
+    if max_new_tokens is None:
+        return generation
+    return generation.model_copy(update={"max_new_tokens": max_new_tokens})
+
+
 def write_answers(rows: Sequence[dict[str, Any]], out_dir: str | Path) -> Path:
     path = Path(out_dir) / RESPONSES_FILE
     write_jsonl(path, rows)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from complexif.config import Params
-from complexif.evaluation.answers import generate_answers, write_answers
+from complexif.evaluation.answers import answer_length, generate_answers, write_answers
 from complexif.evaluation.followbench.data import (
     Group,
     Item,
@@ -178,7 +178,9 @@ def run_followbench(
     llm: LLM | BatchBackend, params: Params, out_dir: Path, judge: JudgeClient
 ) -> dict[str, Any]:
     groups = followbench_groups(params)
-    rows = generate_answers(llm, answer_rows(groups), params.evaluate.generation, "FollowBench")
+    cfg = params.evaluate.followbench
+    generation = answer_length(params.evaluate.generation, cfg.max_new_tokens)
+    rows = generate_answers(llm, answer_rows(groups), generation, "FollowBench")
     write_answers(rows, out_dir)
     answers = {row["id"]: row["response"] for row in rows}
     return score_followbench(params, groups, answers, judge, out_dir)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from complexif.config import Params
-from complexif.evaluation.answers import generate_answers, write_answers
+from complexif.evaluation.answers import answer_length, generate_answers, write_answers
 from complexif.evaluation.infobench.data import Item, load_infobench, select_items
 from complexif.evaluation.infobench.judge import judge_infobench
 from complexif.evaluation.infobench.metrics import drfr_metrics
@@ -82,7 +82,8 @@ def run_infobench(
 ) -> dict[str, Any]:
     items = infobench_items(params)
     prompts = [{"id": item.id, "prompt": item.prompt} for item in items]
-    rows = generate_answers(llm, prompts, params.evaluate.generation, "InFoBench")
+    generation = answer_length(params.evaluate.generation, params.evaluate.infobench.max_new_tokens)
+    rows = generate_answers(llm, prompts, generation, "InFoBench")
     write_answers(rows, out_dir)
     answers = {row["id"]: row["response"] for row in rows}
     return score_infobench(params, items, answers, judge, out_dir)
