@@ -41,6 +41,19 @@ def _judging(
     return session()
 
 
+def _require_answers(
+    args: argparse.Namespace, benchmark: str, ids: list[str], answers: Mapping[str, str]
+) -> None:
+    """Refuse, before any judge call, an answers file that misses an item to score."""
+    missing = [i for i in ids if i not in answers]
+    if missing:
+        scope = "all items" if args.all else "the items params.yaml samples (--all: every item)"
+        raise DataError(
+            f"{args.answers}: no answer for {len(missing)} of {len(ids)} {benchmark} items of "
+            f"{scope}; first: {missing[0]}"
+        )
+
+
 def _pct(value: float | None) -> str:
     return "   –" if value is None else f"{100 * value:5.1f}"
 
@@ -72,14 +85,7 @@ def _followbench_score(args: argparse.Namespace) -> int:
     params = _params(args, followbench_dir=args.data_dir and str(args.data_dir))
     groups = followbench_groups(params, all_groups=args.all)
     answers = load_answers(args.answers, groups)
-    items = evaluated_items(groups)
-    missing = [item.id for item in items if item.id not in answers]
-    if missing:
-        scope = "all items" if args.all else "the items params.yaml samples (--all: every item)"
-        raise DataError(
-            f"{args.answers}: no answer for {len(missing)} of {len(items)} FollowBench items of "
-            f"{scope}; first: {missing[0]}"
-        )
+    _require_answers(args, "FollowBench", [item.id for item in evaluated_items(groups)], answers)
     out = Path(args.output_dir)
     with _judging(params, "followbench_score", not args.no_judge) as judge:
         metrics = score_followbench(params, groups, answers, judge, out)
@@ -110,13 +116,7 @@ def _infobench_score(args: argparse.Namespace) -> int:
         params = params.model_copy(update={"evaluate": evaluate})
     items = infobench_items(params, all_items=args.all)
     answers = load_answers(args.answers, items)
-    missing = [item.id for item in items if item.id not in answers]
-    if missing:
-        scope = "all items" if args.all else "the items params.yaml samples (--all: every item)"
-        raise DataError(
-            f"{args.answers}: no answer for {len(missing)} of {len(items)} InFoBench items of "
-            f"{scope}; first: {missing[0]}"
-        )
+    _require_answers(args, "InFoBench", [item.id for item in items], answers)
     out = Path(args.output_dir)
     with _judging(params, "infobench_score", True) as judge:
         metrics = score_infobench(params, items, answers, judge, out)
@@ -125,29 +125,36 @@ def _infobench_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _common(cmd: argparse.ArgumentParser) -> None:
-    cmd.add_argument(
+def _score_parser(
+    groups: Groups, name: str, about: str, detail: str, handler: Callable[..., int]
+) -> argparse.ArgumentParser:
+    """``complexif <name> score`` with the options every benchmark's scoring shares."""
+    group = groups.add_parser(name, help=about)
+    group.set_defaults(group_parser=group)
+    commands = group.add_subparsers(dest="command", metavar="<command>")
+    score = commands.add_parser("score", help=f"{detail}; the judge is params.yaml evaluate.judge")
+    score.add_argument(
         "--answers",
         type=Path,
         required=True,
-        help="JSONL: 'response' with the item's 'id' or its 'prompt'",
+        help="JSONL: 'response' with the item's 'id' (FollowBench: or its 'prompt')",
     )
-    cmd.add_argument("--output-dir", type=Path, required=True, help="where results go")
-    cmd.add_argument(
+    score.add_argument("--output-dir", type=Path, required=True, help="where results go")
+    score.add_argument(
         "--params", type=Path, default=Path("params.yaml"), help="(default: %(default)s)"
     )
+    score.set_defaults(handler=handler)
+    return score
 
 
 def register_followbench(groups: Groups) -> None:
-    group = groups.add_parser("followbench", help="FollowBench scoring (rules + LLM judge)")
-    group.set_defaults(group_parser=group)
-    commands = group.add_subparsers(dest="command", metavar="<command>")
-    score = commands.add_parser(
-        "score",
-        help="score answers on FollowBench: HSR/SSR by level and category, CSL; the judge is "
-        "params.yaml evaluate.judge",
+    score = _score_parser(
+        groups,
+        "followbench",
+        "FollowBench scoring (rules + LLM judge)",
+        "score answers on FollowBench: HSR/SSR by level and category, CSL",
+        _followbench_score,
     )
-    _common(score)
     score.add_argument("--no-judge", action="store_true", help="rule-scored items only")
     score.add_argument(
         "--data-dir",
@@ -159,19 +166,16 @@ def register_followbench(groups: Groups) -> None:
         action="store_true",
         help="every item of evaluate.followbench.categories (default: the params' sample)",
     )
-    score.set_defaults(handler=_followbench_score)
 
 
 def register_infobench(groups: Groups) -> None:
-    group = groups.add_parser("infobench", help="InFoBench scoring (DRFR with an LLM judge)")
-    group.set_defaults(group_parser=group)
-    commands = group.add_subparsers(dest="command", metavar="<command>")
-    score = commands.add_parser(
-        "score",
-        help="judge answers on InFoBench's decomposed questions: DRFR overall, easy and hard; "
-        "the judge is params.yaml evaluate.judge",
+    score = _score_parser(
+        groups,
+        "infobench",
+        "InFoBench scoring (DRFR with an LLM judge)",
+        "judge answers on InFoBench's decomposed questions: DRFR overall, easy and hard",
+        _infobench_score,
     )
-    _common(score)
     score.add_argument(
         "--source",
         help="InFoBench data: a .jsonl/.json file, a folder, or a hub id "
@@ -180,4 +184,3 @@ def register_infobench(groups: Groups) -> None:
     score.add_argument(
         "--all", action="store_true", help="every item (default: evaluate.infobench.subset)"
     )
-    score.set_defaults(handler=_infobench_score)
