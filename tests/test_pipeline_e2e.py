@@ -199,7 +199,8 @@ def test_metrics_and_plots_are_visible_to_dvc(tiny_repo):
         assert expected <= set(files)
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
     assert "ifeval_by_type" in plots and "train_sft_loss" in plots
-    assert "followbench_hsr_by_level" in plots
+    assert "FollowBench hard satisfaction rate by level" in plots
+    assert "followbench_by_level.png" in plots
 
 
 def test_every_stage_logged_an_mlflow_run_with_training_curves(tiny_repo):
@@ -223,7 +224,15 @@ def test_a_tampered_verified_answer_is_stopped_by_the_gate(tiny_repo):
     path = repo / "data/corrections.jsonl"
     original = path.read_text()
     records = [json.loads(line) for line in original.splitlines()]
-    victim = next(r for r in records if r["status"] == "verified" and not r["initial_pass"])
+    # A repaired answer that build_data used as an SFT target (an instruction with several
+    # verified answers contributes only some of them).
+    sft_rows = [json.loads(line) for line in (repo / "data/sft.jsonl").open()]
+    used = {row.get("correction_id") for row in sft_rows}
+    victim = next(
+        r
+        for r in records
+        if r["status"] == "verified" and not r["initial_pass"] and r["id"] in used
+    )
     # Claim the student's failing first answer is the verified final one.
     victim["final_response"] = victim["trajectory"][0]["response"]
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
