@@ -4,8 +4,8 @@ FollowBench, InFoBench) -> data/eval/<model>/<benchmark>/ and metrics/evaluate/<
 import argparse
 
 from complexif.evaluation.benchmarks import evaluate_model, numeric
+from complexif.evaluation.judging import judge_session
 from complexif.llm.factory import make_local_llm
-from complexif.llm.session import llm_session
 from complexif.runtime import run_stage
 
 
@@ -14,9 +14,8 @@ def main(params, run, model: str) -> None:
     llm = make_local_llm(
         params.paths.model_dir(model), e.generation, params.train.device, name=model
     )
-    limit = ("evaluate.judge_max_failure_fraction", e.judge_max_failure_fraction)
-    with llm_session(f"evaluate@{model}", params, run, failure_limit=limit) as session:
-        results = evaluate_model(llm, params, model, lambda: session.client("judge", e.judge))
+    with judge_session(f"evaluate@{model}", params, run) as judge:
+        results = evaluate_model(llm, params, model, judge)
     run.log_metrics({name: numeric(metrics) for name, metrics in results.items()})
     # Who judged with which prompt version: tags, so runs can be filtered by judge.
     for name, metrics in results.items():

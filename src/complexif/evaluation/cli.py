@@ -4,8 +4,8 @@ file the way the evaluate stage does, the judge taken from params.yaml (evaluate
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,22 +23,11 @@ def _params(args: argparse.Namespace, **paths: str | None) -> Params:
     return params.model_copy(update={"paths": params.paths.model_copy(update=update)})
 
 
-def _judging(
-    params: Params, stage: str, enabled: bool
-) -> AbstractContextManager[Callable[[], Any] | None]:
-    """The judge's client factory inside an LLM session (cache, ledger in the output folder),
-    or None when judging is off."""
-    if not enabled:
-        return nullcontext(None)
-    from complexif.llm.session import llm_session
+def _judging(params: Params, stage: str, enabled: bool) -> AbstractContextManager[Any]:
+    """The judge's client factory (its ledger in the output folder), or None when off."""
+    from complexif.evaluation.judging import judge_session
 
-    @contextmanager
-    def session() -> Iterator[Callable[[], Any]]:
-        limit = ("evaluate.judge_max_failure_fraction", params.evaluate.judge_max_failure_fraction)
-        with llm_session(stage, params, None, failure_limit=limit) as llm:
-            yield lambda: llm.client("judge", params.evaluate.judge)
-
-    return session()
+    return judge_session(stage, params) if enabled else nullcontext(None)
 
 
 def _require_answers(

@@ -3,7 +3,9 @@ it), its templates under ``<paths.prompts_dir>/<evaluate.prompts_dir>/``, and wh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from complexif.config import Params
 from complexif.llm.base import LLM, BatchBackend
@@ -26,3 +28,14 @@ def judge_info(params: Params, template: PromptTemplate) -> dict[str, str]:
         "prompt": template.name,
         "prompt_version": template.version,
     }
+
+
+@contextmanager
+def judge_session(stage: str, params: Params, run: Any | None = None) -> Iterator[JudgeClient]:
+    """An LLM session for ``stage`` (cache, ledger, usage; evaluate.judge_max_failure_fraction)
+    yielding the judge's client factory: nothing is loaded unless an item needs the judge."""
+    from complexif.llm.session import llm_session
+
+    limit = ("evaluate.judge_max_failure_fraction", params.evaluate.judge_max_failure_fraction)
+    with llm_session(stage, params, run, failure_limit=limit) as session:
+        yield lambda: session.client("judge", params.evaluate.judge)

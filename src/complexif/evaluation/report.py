@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from complexif.config import PathsConfig
-from complexif.io import atomic_open, write_csv, write_text
+from complexif.evaluation.figures import save_png
+from complexif.io import write_csv, write_text
 
 HEADLINE = (
     ("prompt_level_strict_acc", "prompt strict"),
@@ -134,11 +135,7 @@ def plot_by_type(metrics: dict[str, dict], path: str | Path) -> None:
     dax.set_xticks(x)
     dax.set_xticklabels(types, rotation=60, ha="right", fontsize=8)
     fig.tight_layout()
-    try:
-        with atomic_open(path, "wb") as fh:
-            fig.savefig(fh, dpi=120, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
 
 
 def write_report(

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from complexif.io import atomic_open
+from complexif.evaluation.figures import save_png
 
 LEVELS = tuple(f"level_{k}" for k in range(1, 6))
 
@@ -87,8 +87,4 @@ def plot_by_level(metrics: Mapping[str, Mapping[str, Any]], path: str | Path) ->
     axes[0].legend()
     fig.suptitle("FollowBench by level")
     fig.tight_layout()
-    try:
-        with atomic_open(path, "wb") as fh:
-            fig.savefig(fh, dpi=120, format="png")
-    finally:
-        plt.close(fig)
+    save_png(fig, path)
