@@ -1,8 +1,10 @@
-"""DVC stage: TRL DPO (+ SFT loss on chosen) from models/sft (or base) -> models/dpo."""
+"""DVC stage: TRL DPO (+ SFT loss on chosen) from models/sft (or base) -> models/dpo, in one
+process or several (train.distributed)."""
 
 from complexif.io import read_jsonl
 from complexif.runtime import run_stage
 from complexif.training.dpo import train_dpo
+from complexif.training.launch import relaunch
 from complexif.training.report import log_training
 
 
@@ -24,4 +26,4 @@ def main(params, run) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train_dpo", main, ["train"])
+    run_stage("train_dpo", main, ["train"], launcher=relaunch)

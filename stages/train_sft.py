@@ -1,7 +1,9 @@
-"""DVC stage: TRL SFT (LoRA or full) from models/base -> models/sft."""
+"""DVC stage: TRL SFT (LoRA or full) from models/base -> models/sft, in one process or several
+(train.distributed)."""
 
 from complexif.io import read_jsonl
 from complexif.runtime import run_stage
+from complexif.training.launch import relaunch
 from complexif.training.report import log_training
 from complexif.training.sft import train_sft
 
@@ -26,4 +28,4 @@ def main(params, run) -> None:
 
 
 if __name__ == "__main__":
-    run_stage("train_sft", main, ["train"])
+    run_stage("train_sft", main, ["train"], launcher=relaunch)

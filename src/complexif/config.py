@@ -545,8 +545,31 @@ class DPOTrainConfig(TrainCommon):
         return v
 
 
+class DistributedConfig(_Strict):
+    """How many processes train, and how (``accelerate launch``); shared by SFT and DPO."""
+
+    num_processes: int = Field(
+        ge=1,
+        description="Training processes, one per GPU (on a CPU machine: gloo processes). Above "
+        "1 the stage re-runs itself under `accelerate launch` (DDP); 1 trains in the stage's "
+        "own process. per_device_train_batch_size is per process.",
+    )
+    config_file: str | None = Field(
+        min_length=1,
+        description="An accelerate config file (FSDP, DeepSpeed: configs/accelerate/); set, the "
+        "stage runs under `accelerate launch` even with 1 process. null: plain DDP.",
+    )
+    main_process_port: int | None = Field(
+        ge=0,
+        le=65535,
+        description="Port the processes meet on; 0: any free port; null: accelerate's default "
+        "(29500, or a free one when it is taken).",
+    )
+
+
 class TrainConfig(_Strict):
     device: Literal["auto", "cpu", "cuda"]
+    distributed: DistributedConfig
     sft: SFTTrainConfig
     dpo: DPOTrainConfig
 

@@ -1,6 +1,6 @@
 """What every DVC stage entry point shares: params, logging, the MLflow run, the quality gate,
-turning the errors a user can fix into a one-paragraph message instead of a traceback, and a
-clean stop on SIGTERM, SIGINT or SIGHUP."""
+turning the errors a user can fix into a one-paragraph message instead of a traceback, a clean
+stop on SIGTERM, SIGINT or SIGHUP, and which process writes when a launcher started several."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +77,42 @@ def stop_signals(name: str) -> Iterator[None]:
             signal.signal(signum, old)
 
 
+# Where launchers put a process's global rank: torchrun (and so `accelerate launch`, DeepSpeed's
+# launcher) sets RANK; MPI launchers set their own names.
+RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
+
+
+def process_rank() -> int:
+    """This process's rank in a multi-process launch; 0 when no launcher started it. Read from the
+    environment, so it is known before (and without) torch.distributed being set up."""
+    for name in RANK_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return int(value)
+    return 0
+
+
+def is_main_process() -> bool:
+    """True in the one process that writes a stage's outputs and owns its MLflow run."""
+    return process_rank() == 0
+
+
+WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def world_size() -> int:
+    """How many processes a launcher started for this run; 1 when none did."""
+    for name in WORLD_SIZE_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return int(value)
+    return 1
+
+
 def setup_logging() -> None:
     level = os.environ.get("COMPLEXIF_LOG_LEVEL", "INFO").upper()
+    if not is_main_process() and level in ("DEBUG", "INFO"):
+        level = "WARNING"  # the other processes of a multi-process run would repeat every line
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
@@ -96,18 +130,31 @@ def setup_logging() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence[str]) -> None:
+Launcher = Callable[[Params], int | None]
+
+
+def run_stage(
+    name: str,
+    body: Callable[[Params, Any], None],
+    sections: Sequence[str],
+    launcher: Launcher | None = None,
+) -> None:
     """Load params, open the stage's MLflow run (logging ``sections`` of params) and run ``body``.
 
     User-fixable failures (bad params, bad data, a failed quality gate, LLM calls that cannot
     succeed, the budget cap) exit with status 1 and a readable message; anything else is a bug
     and keeps its traceback. A stop signal ends the stage cleanly (see :func:`stop_signals`)
     with status 128 + the signal's number (143 for SIGTERM, 130 for SIGINT) and one line.
+
+    ``launcher``, given the params, may run the whole stage elsewhere (in several processes) and
+    return that run's exit status, which becomes this process's; None runs it here. In a
+    multi-process run only the main process (:func:`is_main_process`) opens the MLflow run: the
+    others get a run object that logs nothing.
     """
     setup_logging()
     with stop_signals(name):
         try:
-            _run_stage(name, body, sections)
+            _run_stage(name, body, sections, launcher)
         except StageStopped as exc:
             print(
                 f"\n[{name}] stopped by {exc.signal_name}; no partial output was written, and "
@@ -117,17 +164,27 @@ def run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence
             sys.exit(exc.exit_code)
 
 
-def _run_stage(name: str, body: Callable[[Params, Any], None], sections: Sequence[str]) -> None:
+def _run_stage(
+    name: str,
+    body: Callable[[Params, Any], None],
+    sections: Sequence[str],
+    launcher: Launcher | None,
+) -> None:
     from complexif.llm.accounting import BudgetExceeded
     from complexif.llm.base import FatalBackendError
     from complexif.llm.session import TooManyFailures
     from complexif.quality.gate import GateFailed
-    from complexif.tracking import stage_run
+    from complexif.tracking import StageRun, stage_run
 
     try:
         params = load_params(os.environ.get("COMPLEXIF_PARAMS", "params.yaml"))
+        if launcher is not None:
+            status = launcher(params)
+            if status is not None:
+                sys.exit(status)
         logged = {s: params.model_dump(mode="json")[s] for s in sections}
-        with stage_run(name, logged) as run:
+        tracked = stage_run(name, logged) if is_main_process() else nullcontext(StageRun(name))
+        with tracked as run:
             body(params, run)
     except (
         GateFailed,

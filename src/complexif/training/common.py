@@ -1,5 +1,11 @@
 """Pieces shared by SFT and DPO: LoRA or full fine-tuning, device flags, resumable checkpoints,
-merge-and-save, loss history."""
+merge-and-save, loss history.
+
+Every function here runs in each process of a multi-process run (``train.distributed``); the
+trainer splits each batch between them, and only the main process writes the model. The
+collective steps (the trainer's own, the barriers in :func:`fit`, the weight gather in
+:func:`save_trained`) are reached by every process, so none waits on one that will not come.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from complexif.llm.transformers_backend import (
     resolve_device,
     resolve_precision,
 )
+from complexif.runtime import is_main_process, world_size
 
 log = logging.getLogger(__name__)
 
@@ -117,21 +124,31 @@ def work_dir(
     """The trainer's output directory.
 
     With ``checkpoint_steps`` it is kept under :data:`CHECKPOINT_ROOT` (outside DVC's outputs,
-    which DVC deletes before a stage runs), named by a hash of the stage, params, data and
-    starting weights, so only an interrupted run of exactly this training resumes from it; it is
-    removed once the model is saved. Without checkpoints it is a temporary directory.
+    which DVC deletes before a stage runs), named by a hash of the stage, params, data, starting
+    weights and number of processes, so only an interrupted run of exactly this training resumes
+    from it; the main process removes it once the model is saved (:func:`fit` ends on a barrier,
+    so no process is still writing to it). Without checkpoints it is a temporary directory, one
+    per process.
     """
     if not cfg.checkpoint_steps:
         with tempfile.TemporaryDirectory(prefix=f"{stage}-") as tmp:
             yield Path(tmp)
         return
+    # A checkpoint holds one RNG state per process and a data position in global batches: it
+    # resumes only a run of as many processes. One process keeps the key it had before.
+    processes = [world_size()] if world_size() > 1 else []
     key = content_id(
-        stage, cfg.model_dump(), [r.get("id") for r in records], model_fingerprint(model_dir)
+        stage,
+        cfg.model_dump(),
+        [r.get("id") for r in records],
+        model_fingerprint(model_dir),
+        *processes,
     )
     path = CHECKPOINT_ROOT / f"{stage}-{key}"
     path.mkdir(parents=True, exist_ok=True)
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if is_main_process():
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def drop_partial_checkpoints(work: Path) -> None:
@@ -150,22 +167,74 @@ def drop_partial_checkpoints(work: Path) -> None:
         shutil.rmtree(ckpt, ignore_errors=True)
 
 
-def fit(trainer, work: Path, tokenizer, out_dir: str | Path, n_rows: int, unit: str) -> TrainResult:
-    """Train (resuming from the last whole checkpoint in ``work`` if any), merge, save."""
-    drop_partial_checkpoints(work)
+def fit(
+    trainer,
+    work: Path,
+    tokenizer,
+    out_dir: str | Path,
+    n_rows: int,
+    unit: str,
+    start_dir: str | Path,
+) -> TrainResult:
+    """Train (resuming from the last whole checkpoint in ``work`` if any), merge, save.
+
+    In a multi-process run every process calls this; the main one alone clears cut-off
+    checkpoints (the others wait, so all agree on whether to resume) and writes ``out_dir``.
+    """
+    if trainer.is_world_process_zero():
+        drop_partial_checkpoints(work)
+    trainer.accelerator.wait_for_everyone()
     resume = any(work.glob("checkpoint-*"))
     if resume:
         log.info("resuming from the last checkpoint in %s", work)
     out = trainer.train(resume_from_checkpoint=True if resume else None)
-    merge_and_save(trainer, tokenizer, out_dir)
+    save_trained(trainer, tokenizer, out_dir, start_dir, work)
     metrics = {k: float(v) for k, v in out.metrics.items() if isinstance(v, int | float)}
     metrics[unit] = float(n_rows)
     return TrainResult(metrics=metrics, history=loss_history(trainer))
 
 
+def save_trained(
+    trainer, tokenizer, out_dir: str | Path, start_dir: str | Path, scratch: Path
+) -> None:
+    """Write the trained model to ``out_dir`` (merged, plain), from the main process only.
+
+    Under FSDP or DeepSpeed a process may hold only a shard of the weights: the trainer's own
+    save gathers them (every process takes part) into ``scratch``, and the main process rebuilds
+    the model from the starting weights and that save. Otherwise (one process, DDP) the main
+    process's copy is whole. Ends on a barrier: when it returns, the model is on disk and no
+    process still writes to ``scratch``.
+    """
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        gathered = scratch / "gathered"
+        trainer.save_model(str(gathered))
+        if trainer.is_world_process_zero():
+            save_merged(reload_saved(gathered, start_dir), tokenizer, out_dir)
+    elif trainer.is_world_process_zero():
+        merge_and_save(trainer, tokenizer, out_dir)
+    trainer.accelerator.wait_for_everyone()
+
+
+def reload_saved(saved: Path, start_dir: str | Path):
+    """The model a trainer's ``save_model`` wrote to ``saved``, in fp32 on the CPU: a LoRA adapter
+    (over the starting weights) or a whole fine-tuned model."""
+    from transformers import AutoModelForCausalLM
+
+    if (saved / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(str(start_dir), dtype=torch.float32)
+        return PeftModel.from_pretrained(base, str(saved))
+    return AutoModelForCausalLM.from_pretrained(str(saved), dtype=torch.float32)
+
+
 def merge_and_save(trainer, tokenizer, out_dir: str | Path) -> None:
     """Merge the LoRA adapter into the weights so later stages load a plain model directory."""
-    model = trainer.model
+    save_merged(trainer.model, tokenizer, out_dir)
+
+
+def save_merged(model, tokenizer, out_dir: str | Path) -> None:
+    """Save ``model`` (a LoRA adapter merged into its weights first) as a plain fp32 directory."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     model = model.to(torch.float32) if model.dtype != torch.float32 else model

@@ -1,4 +1,5 @@
-"""Write a training run's metrics and loss curve where DVC and MLflow can show them."""
+"""Write a training run's metrics and loss curve where DVC and MLflow can show them (from the
+main process of a multi-process run only)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from complexif.io import write_csv, write_json
+from complexif.runtime import is_main_process
 from complexif.training.sft import TrainResult
 
 CURVE_KEYS = ("step", "loss", "grad_norm", "learning_rate", "rewards/margins", "rewards/accuracies")
@@ -26,6 +28,8 @@ def tracked_metrics(metrics: Mapping[str, float]) -> dict[str, float]:
 
 
 def log_training(run: Any, result: TrainResult, metrics_path: str, curve_path: str) -> None:
+    if not is_main_process():
+        return  # the trainer averages the loss over processes: the main one has the run's figures
     write_json(metrics_path, tracked_metrics(result.metrics))
     curve = [{k: row[k] for k in CURVE_KEYS if k in row} for row in result.history]
     write_csv(curve_path, curve)

@@ -66,7 +66,7 @@ def train_sft(
             curriculum=curriculum,
             report_to=report_to,
         )
-        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_examples")
+        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_examples", base_dir)
 
 
 def sft_trainer(
