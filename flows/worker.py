@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from complexif.config import load_orchestration
+from complexif.config import ConfigError, load_orchestration
 from complexif.orchestration.deployments import CHECKOUT_ENV, pool_of, worker_command
 from complexif.orchestration.git import GitError, git, remote_url, require_clean
 from complexif.orchestration.remote import default_remote
@@ -29,7 +29,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 def check_checkout(root: Path) -> list[str]:
     """What keeps ``root`` from serving as a worker's clone (empty when nothing does)."""
     problems: list[str] = []
-    config = load_orchestration(root / "params.yaml")
+    try:
+        config = load_orchestration(root / "params.yaml")
+    except ConfigError as exc:
+        return [str(exc)]
     if config is None:
         return [f"{root}/params.yaml has no orchestration section"]
     try:

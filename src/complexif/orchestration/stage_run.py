@@ -90,7 +90,7 @@ def reproduce(
     stage: str,
     *,
     force: bool = False,
-    push: bool = False,
+    push: bool,
     on_line: LineSink = lambda line: None,
     env: Mapping[str, str] | None = None,
 ) -> StageOutcome:
