@@ -126,8 +126,9 @@ def complexif_stage(
 # --------------------------------------------------------------------------------------------
 
 
-def read_outcome(flow_run_id: UUID) -> dict[str, Any]:
-    """The outcome table a stage flow run left (through the Prefect API, not shared storage)."""
+def artifact_data(flow_run_id: UUID, key: str) -> str | None:
+    """The data of the artifact ``key`` a flow run created (None if it made none): how a flow
+    on one machine reads what a flow on another left, through the Prefect API alone."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         ArtifactFilter,
@@ -138,13 +139,18 @@ def read_outcome(flow_run_id: UUID) -> dict[str, Any]:
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[OUTCOME_KEY]),
+                key=ArtifactFilterKey(any_=[key]),
                 flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
             )
         )
-    if not artifacts:
+    return artifacts[0].data if artifacts else None
+
+
+def read_outcome(flow_run_id: UUID) -> dict[str, Any]:
+    """The outcome table a stage flow run left."""
+    data = artifact_data(flow_run_id, OUTCOME_KEY)
+    if data is None:
         raise StageDispatchError(f"stage flow run {flow_run_id} left no outcome")
-    data = artifacts[0].data
     return (json.loads(data) if isinstance(data, str) else data)[0]
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from complexif.orchestration.git import git as _git
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.usefixtures("prefect_server")
@@ -28,28 +29,6 @@ ORCHESTRATION = {
     "push": True,
     "concurrency_limits": {"gpu": 1, "llm-api": 2},
 }
-
-
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def _stages(py_cmd) -> dict:
-    return {
-        "seeds": {"cmd": py_cmd("open('seeds.txt', 'w').write('seed;')"), "outs": ["seeds.txt"]},
-        "respond": {
-            "cmd": py_cmd("open('responses.txt', 'w').write(open('seeds.txt').read() * 2)"),
-            "deps": ["seeds.txt"],
-            "outs": ["responses.txt"],
-        },
-        "train_sft": {
-            "cmd": py_cmd("open('model.txt', 'w').write(open('responses.txt').read() + '!')"),
-            "deps": ["responses.txt"],
-            "outs": ["model.txt", {"train_metrics.json": {"cache": False}}],
-        },
-    }
 
 
 def _api_env() -> dict[str, str]:
@@ -109,15 +88,10 @@ def _workers(clones: dict[str, Path], envs: dict[str, dict[str, str]], logs: Pat
 
 
 @pytest.fixture
-def distributed(tmp_path, make_repo, py_cmd, dvc) -> Iterator[tuple[Path, Path, Path, Path]]:
+def distributed(tmp_path, make_repo, toy_stages, dvc) -> Iterator[tuple[Path, Path, Path, Path]]:
     """(project, origin, cpu clone, gpu clone), with the deployments set up and a worker running
     in each clone."""
-    stages = _stages(py_cmd)
-    stages["train_sft"]["cmd"] = py_cmd(
-        "open('model.txt', 'w').write(open('responses.txt').read() + '!'); "
-        "open('train_metrics.json', 'w').write('{}')"
-    )
-    project = make_repo(stages, {"orchestration": ORCHESTRATION})
+    project = make_repo(toy_stages, {"respond": {"n": 2}, "orchestration": ORCHESTRATION})
     shutil.copytree(
         REPO_ROOT / "flows", project / "flows", ignore=shutil.ignore_patterns("__pycache__")
     )
@@ -189,10 +163,10 @@ def test_dispatched_run_sends_each_stage_to_its_pool_and_a_second_run_does_nothi
     assert first.state.is_completed(), first.state
     final = _git(origin, "rev-parse", "main")
     assert final != start
-    # The lock of every stage is on the branch, and so is the git-tracked metrics file.
+    # The lock of every stage is on the branch, and so is the git-tracked gate file.
     lock = yaml.safe_load(_git(origin, "show", "main:dvc.lock"))
     assert set(lock["stages"]) == {"seeds", "respond", "train_sft"}
-    assert _git(origin, "show", "main:train_metrics.json") == "{}"
+    assert _git(origin, "show", "main:gate.json") == "{}"
 
     runs = _stage_flow_runs(origin)
     pools = {stage: deployment for (stage, _), (run, deployment) in runs.items()}

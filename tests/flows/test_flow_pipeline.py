@@ -19,6 +19,7 @@ from flows.pipeline import (
     stage_tags,
     stage_task,
 )
+from flows.stage import artifact_data
 
 
 def _stages(py_cmd, respond_code: str | None = None) -> dict[str, Any]:
@@ -62,22 +63,9 @@ def _task_runs(flow_run_id: UUID) -> dict[str, Any]:
 
 
 def _summary_artifact(flow_run_id: UUID) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[ARTIFACT_KEY]),
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-            )
-        )
-    assert len(artifacts) == 1
-    return artifacts[0].data
+    data = artifact_data(flow_run_id, ARTIFACT_KEY)
+    assert data is not None
+    return data
 
 
 def test_task_tags_and_retries():

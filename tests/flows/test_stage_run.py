@@ -4,7 +4,6 @@ of the stages it ran; results travel through the DVC remote and commits on the b
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,42 +11,16 @@ import yaml
 
 from complexif.orchestration.dvc import RAN, UP_TO_DATE, StageFailedError
 from complexif.orchestration.git import GitError, head
+from complexif.orchestration.git import git as _git
 from complexif.orchestration.remote import plan_stage
 from complexif.orchestration.stage_run import reproduce, reproduce_at_commit
 
 
-def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def _stages(py_cmd) -> dict:
-    """seeds -> respond -> train_sft; respond also writes a git-tracked gate file."""
-    return {
-        "seeds": {"cmd": py_cmd("open('seeds.txt', 'w').write('seed;')"), "outs": ["seeds.txt"]},
-        "respond": {
-            "cmd": py_cmd(
-                "open('responses.txt', 'w').write(open('seeds.txt').read() * ${respond.n}); "
-                "open('gate.json', 'w').write('{}')"
-            ),
-            "deps": ["seeds.txt"],
-            "params": ["respond.n"],
-            "outs": ["responses.txt", {"gate.json": {"cache": False}}],
-        },
-        "train_sft": {
-            "cmd": py_cmd("open('model.txt', 'w').write(open('responses.txt').read() + '!')"),
-            "deps": ["responses.txt"],
-            "outs": ["model.txt"],
-        },
-    }
-
-
 @pytest.fixture
-def cluster(tmp_path, make_repo, py_cmd, dvc):
+def cluster(tmp_path, make_repo, toy_stages, dvc):
     """(origin, cpu clone, gpu clone, dvc remote dir): the project pushed to a bare origin with
     a default local DVC remote in its committed config."""
-    project = make_repo(_stages(py_cmd), {"respond": {"n": 2}})
+    project = make_repo(toy_stages, {"respond": {"n": 2}})
     remote = tmp_path / "dvc-remote"
     dvc(project, "remote", "add", "-d", "shared", str(remote))
     _git(project, "add", "-A")
@@ -143,9 +116,9 @@ def test_unknown_commit_is_named(cluster):
         _run(cpu, "seeds", "0" * 40)
 
 
-def test_stage_writing_an_undeclared_file_is_stopped_before_commit(cluster, py_cmd):
+def test_stage_writing_an_undeclared_file_is_stopped_before_commit(cluster, toy_stages, py_cmd):
     origin, cpu, _, _ = cluster
-    stages = _stages(py_cmd)
+    stages = toy_stages
     stages["seeds"]["cmd"] = py_cmd(
         "open('seeds.txt', 'w').write('s'); open('scratch.log', 'w').write('x')"
     )
@@ -158,9 +131,9 @@ def test_stage_writing_an_undeclared_file_is_stopped_before_commit(cluster, py_c
     assert _branch_head(origin) == before  # nothing half-committed
 
 
-def test_failed_stage_commits_nothing(cluster, py_cmd):
+def test_failed_stage_commits_nothing(cluster, toy_stages, py_cmd):
     origin, cpu, _, _ = cluster
-    stages = _stages(py_cmd)
+    stages = toy_stages
     stages["seeds"]["cmd"] = py_cmd("import sys; print('no-seeds-4711'); sys.exit(2)")
     (cpu / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
     _git(cpu, "commit", "-qam", "seeds fails")
