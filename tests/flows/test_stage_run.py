@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from complexif.orchestration.dvc import RAN, UP_TO_DATE, StageFailedError
-from complexif.orchestration.git import GitError, head
+from complexif.orchestration.git import GitError, dirty_paths, head
 from complexif.orchestration.git import git as _git
 from complexif.orchestration.remote import plan_stage
 from complexif.orchestration.stage_run import reproduce, reproduce_at_commit
@@ -129,19 +129,26 @@ def test_stage_writing_an_undeclared_file_is_stopped_before_commit(cluster, toy_
     with pytest.raises(GitError, match=r"neither its outputs nor git-ignored: scratch.log"):
         _run(cpu, "seeds", before)
     assert _branch_head(origin) == before  # nothing half-committed
+    assert dirty_paths(cpu) == []  # and the clone is ready for the next run
 
 
-def test_failed_stage_commits_nothing(cluster, toy_stages, py_cmd):
+def test_failed_stage_commits_nothing_and_leaves_the_clone_clean(cluster, toy_stages, py_cmd):
     origin, cpu, _, _ = cluster
-    stages = toy_stages
-    stages["seeds"]["cmd"] = py_cmd("import sys; print('no-seeds-4711'); sys.exit(2)")
-    (cpu / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
-    _git(cpu, "commit", "-qam", "seeds fails")
+    commit = _branch_head(origin)
+    for stage in ("seeds", "respond"):
+        commit = _run(cpu, stage, commit)[0].commit
+    # respond now fails, after DVC deleted its outputs (the git-tracked gate file among them).
+    toy_stages["respond"]["cmd"] = py_cmd("import sys; print('no-answers-4711'); sys.exit(2)")
+    _git(cpu, "checkout", "-q", "-B", "main", commit)
+    (cpu / "dvc.yaml").write_text(yaml.safe_dump({"stages": toy_stages}, sort_keys=False))
+    _git(cpu, "commit", "-qam", "respond fails")
     _git(cpu, "push", "-q", "origin", "HEAD:main")
     before = _branch_head(origin)
-    with pytest.raises(StageFailedError, match="no-seeds-4711"):
-        _run(cpu, "seeds", before)
+    with pytest.raises(StageFailedError, match="no-answers-4711"):
+        _run(cpu, "respond", before)
     assert _branch_head(origin) == before
+    # The clone is as the commit has it, so the next run here is not refused.
+    assert dirty_paths(cpu) == [] and (cpu / "gate.json").read_text() == "{}"
 
 
 def test_local_reproduce_pushes_only_when_the_stage_ran(cluster):

@@ -111,6 +111,16 @@ def reproduce(
     return StageOutcome(stage=stage, status=status, duration_s=duration, pushed=pushed)
 
 
+def discard_changes(root: Path) -> None:
+    """Put tracked files back as HEAD has them and delete untracked, non-ignored ones (DVC's
+    cached outputs are ignored and stay, as a cache for the next run)."""
+    git(root, "reset", "--quiet", "--hard", "HEAD")
+    # Twice: a new .gitignore the stage wrote hides its outputs from the first pass, which
+    # deletes that .gitignore and so exposes them to the second.
+    for _ in range(2):
+        git(root, "clean", "--quiet", "-d", "--force")
+
+
 @contextmanager
 def checkout_lock(root: Path) -> Iterator[None]:
     """One stage at a time per checkout: a worker may run several flow runs at once (the
@@ -151,26 +161,33 @@ def reproduce_at_commit(
             )
         checkout_commit(root, remote, branch, commit)
         on_line(f"checked out {commit[:12]} of {remote}/{branch} in {root}")
-        plan = plan_stage(root, stage)
-        if not plan.stale and not force:
-            on_line(f"Stage '{stage}' is up to date at {commit[:12]}: nothing pulled, nothing run")
-            return StageOutcome(stage, UP_TO_DATE, time.monotonic() - started, commit=commit)
-        if plan.inputs:
-            on_line(f"pulling {', '.join(plan.inputs)}")
-            _run(pull_command(plan.inputs), stage, root, on_line, env)
-        outcome = reproduce(root, stage, force=force, push=True, on_line=on_line, env=env)
-        stray = [p for p in dirty_paths(root) if not plan.is_result(p)]
-        if stray:
-            # Committing them would ship undeclared files; leaving them would make the next
-            # run here refuse a dirty checkout. Either way dvc.yaml is missing something.
-            raise GitError(
-                f"stage {stage!r} wrote files that are neither its outputs nor git-ignored: "
-                f"{', '.join(stray)} (declare them in dvc.yaml or ignore them)"
-            )
-        new = commit_all(root, f"dvc repro {stage}\n\nStarted from {commit}.")
-        if new is not None:
-            push_head(root, remote, branch)
-            on_line(f"pushed {new[:12]} (dvc.lock of {stage}) to {remote}/{branch}")
+        try:
+            plan = plan_stage(root, stage)
+            if not plan.stale and not force:
+                on_line(
+                    f"Stage '{stage}' is up to date at {commit[:12]}: nothing pulled, nothing run"
+                )
+                return StageOutcome(stage, UP_TO_DATE, time.monotonic() - started, commit=commit)
+            if plan.inputs:
+                on_line(f"pulling {', '.join(plan.inputs)}")
+                _run(pull_command(plan.inputs), stage, root, on_line, env)
+            outcome = reproduce(root, stage, force=force, push=True, on_line=on_line, env=env)
+            stray = [p for p in dirty_paths(root) if not plan.is_result(p)]
+            if stray:
+                # Committing them would ship files nobody declared: dvc.yaml is missing them.
+                raise GitError(
+                    f"stage {stage!r} wrote files that are neither its outputs nor git-ignored: "
+                    f"{', '.join(stray)} (declare them in dvc.yaml or ignore them)"
+                )
+            new = commit_all(root, f"dvc repro {stage}\n\nStarted from {commit}.")
+            if new is not None:
+                push_head(root, remote, branch)
+                on_line(f"pushed {new[:12]} (dvc.lock of {stage}) to {remote}/{branch}")
+        except BaseException:
+            # The clone was clean when the stage started, so whatever git sees changed now is
+            # the failed stage's: drop it, or every later run on this worker would refuse it.
+            discard_changes(root)
+            raise
         return replace(
             outcome,
             duration_s=time.monotonic() - started,
