@@ -85,7 +85,7 @@ def complexif_stage(
     stage: str,
     commit: str,
     branch: str,
-    git_remote: str = "origin",
+    git_remote: str,
     force: bool = False,
     mlflow_parent_run_id: str | None = None,
     mlflow_tracking_uri: str | None = None,
