@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint repro lock clean-outputs vllm-setup vllm-serve
+.PHONY: setup run test lint repro lock clean-outputs vllm-setup vllm-serve mlflow-server
 
 setup: $(STAMP)
 
@@ -102,3 +102,11 @@ $(VLLM_VENV)/bin/vllm:
 vllm-serve: vllm-setup
 	$(VLLM_VENV)/bin/vllm serve $(VLLM_MODEL) --served-model-name $(VLLM_NAME) \
 		--host 127.0.0.1 --port $(VLLM_PORT) --dtype bfloat16 $(VLLM_ARGS)
+
+# The MLflow tracking server that workers on other machines log to (MLFLOW_TRACKING_URI=http://HOST:PORT).
+# Defaults: sqlite and artifacts in ./mlflow-server, 127.0.0.1:5000; e.g.
+# MLFLOW_SERVER_ARGS="--host 0.0.0.0 --allowed-hosts tracking.internal:5000".
+MLFLOW_SERVER_ARGS ?=
+
+mlflow-server: setup
+	$(PY) -m complexif.tracking.server $(MLFLOW_SERVER_ARGS)

@@ -1,10 +1,11 @@
 """The ComplexIF pipeline as a Prefect flow: DVC decides what is stale, Prefect schedules it.
 
-Each DVC stage becomes one Prefect task that runs ``dvc repro --single-item <stage>`` in the
-project directory, streaming DVC's (and the stage's) output to the Prefect logger line by line.
-DVC skips a stage whose dependencies, parameters and outputs are unchanged, so a second run of
-the flow reports every stage as ``up-to-date``. Prefect never caches anything itself
-(``NO_CACHE``): DVC is the single source of truth for what is stale.
+Each DVC stage becomes one Prefect task that runs ``dvc repro --single-item <stage>``, streaming
+DVC's (and the stage's) output to the Prefect logger line by line. DVC skips a stage whose
+dependencies, parameters and outputs are unchanged, so a second run of the flow reports every
+stage as ``up-to-date``. Prefect never caches anything itself (``NO_CACHE``): DVC is the single
+source of truth for what is stale. With ``orchestration.push`` (params.yaml) and a default DVC
+remote, every stage that ran pushes its outputs there.
 
 The stage list is not written down here: it is read from ``dvc.yaml`` through DVC's own parser
 (``foreach`` stages expand to ``evaluate@base``, ``evaluate@sft``, ...), in dependency order.
@@ -17,18 +18,20 @@ The stage list is not written down here: it is read from ``dvc.yaml`` through DV
   Never retried: a failed training run is a bug or an OOM, not a blip.
 - ``dvc``: every task.
 
-Tags let you cap concurrency across all flow runs, e.g. ``prefect concurrency-limit create gpu 1``.
+Tags cap concurrency across all flow runs (``python -m flows.setup`` creates the limits).
 
-Experiments: with ``params_overrides`` (dotted ``params.yaml`` keys -> values, e.g.
-``{"train.sft.max_steps": 20}``) or ``experiment_name``, the flow instead runs ONE
-``dvc exp run [--name NAME] -S key=value ... [STAGES]`` task. A parameter change applies to the
-whole pipeline, so DVC itself must reproduce everything downstream of it (and anything stale
-upstream of the selected stages) in one consistent experiment; running stages one by one would
-need the overrides applied to ``params.yaml`` in between. The per-stage statuses and timings are
-recovered from DVC's output. As with ``dvc exp run`` by hand: the repository needs a commit, the
-workspace is left with the experiment's params and results applied, and the experiment is saved
-(``dvc exp show``). Override keys must exist in ``params.yaml`` (typos fail); prefix ``+`` to add
-a new key.
+Three modes:
+
+- Here (default): the stages run in ``workdir``, one task each.
+- Experiment (``params_overrides`` or ``experiment_name``): the workspace must be clean (unless
+  ``allow_dirty``); the overrides are written to ``params.yaml`` as ``dvc exp run -S`` would, the
+  selected stages and everything upstream of them run one task each, and the result is saved
+  with ``dvc exp save`` (``dvc exp show`` lists it). The workspace is left with the
+  experiment's params and results applied, as after ``dvc exp run``.
+- Dispatch (``dispatch``): each stage runs as a flow run of the ``complexif-stage`` deployment
+  of its work pool (:mod:`flows.stage`: ``gpu`` stages on the GPU pool, the rest on the CPU
+  pool), on a worker's own clone at the commit the previous stage left on
+  ``orchestration.branch``; data moves only through the DVC remote. See :mod:`flows.stage`.
 
 Run locally (an ephemeral Prefect server is started if ``PREFECT_API_URL`` is unset)::
 
@@ -36,7 +39,8 @@ Run locally (an ephemeral Prefect server is started if ``PREFECT_API_URL`` is un
     python -m flows.pipeline --stages seeds compose --force
     python -m flows.pipeline --set train.sft.max_steps=20 --experiment-name short-sft
 
-To trigger it from the Prefect UI, serve it: see :mod:`flows.serve`.
+To trigger it from the Prefect UI: deploy it to the work pools (``python -m flows.setup``, see
+``prefect.yaml``) or serve it from this checkout (:mod:`flows.serve`).
 """
 
 from __future__ import annotations
@@ -45,8 +49,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,13 +61,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 from prefect.tasks import Task
 
+from complexif.config import OrchestrationConfig, load_orchestration
 from complexif.orchestration.dvc import (
-    COMPLETED,
     FAILED,
     NOT_RUN,
     StageFailedError,
-    StageTracker,
-    exp_run_command,
     format_command,
     list_stages,
     repro_command,
@@ -70,7 +73,16 @@ from complexif.orchestration.dvc import (
     select_stages,
     stage_base_name,
     stage_env,
+    stage_graph,
 )
+from complexif.orchestration.experiment import (
+    apply_overrides,
+    save_command,
+    saved_name,
+    upstream_closure,
+)
+from complexif.orchestration.git import clone, remote_url, require_clean
+from complexif.orchestration.stage_run import reproduce
 from complexif.tracking.pipeline import pipeline_run
 
 FLOW_NAME = "complexif-pipeline"
@@ -101,16 +113,27 @@ def stage_tags(stage: str) -> set[str]:
     return {DVC_TAG, *STAGE_TAGS.get(stage_base_name(stage), ())}
 
 
+def stage_pool(stage: str) -> str:
+    """``gpu`` for the stages that need an accelerator, ``cpu`` for the rest (API-bound and
+    CPU work): the deployment of :mod:`flows.stage` a dispatched stage goes to."""
+    return "gpu" if GPU_TAG in stage_tags(stage) else "cpu"
+
+
+def orchestration_config(root: Path) -> OrchestrationConfig | None:
+    """The ``orchestration`` section of the project's params.yaml (None if it has none)."""
+    params = root / "params.yaml"
+    return load_orchestration(params) if params.is_file() else None
+
+
 # --------------------------------------------------------------------------------------------
 # Tasks
 # --------------------------------------------------------------------------------------------
 
 
-def _line_logger(tracker: StageTracker):
+def _logger_sink() -> Callable[[str], None]:
     logger = get_run_logger()
 
     def on_line(line: str) -> None:
-        tracker.feed(line)
         if line:
             logger.info("%s", line)
 
@@ -118,48 +141,41 @@ def _line_logger(tracker: StageTracker):
 
 
 @task(cache_policy=NO_CACHE, persist_result=False)
-def run_dvc_stage(stage: str, workdir: str, force: bool = False) -> dict[str, Any]:
-    """``dvc repro --single-item <stage>`` in ``workdir``; raises :class:`StageFailedError`
-    (message ends with the output's tail) when it fails."""
-    command = repro_command(stage, force=force)
-    get_run_logger().info("$ %s  (in %s)", format_command(command), workdir)
-    tracker = StageTracker()
-    result = run_streaming(command, cwd=workdir, on_line=_line_logger(tracker), env=stage_env())
-    tracker.finish(failed=result.returncode != 0)
-    if result.returncode != 0:
-        raise StageFailedError(stage, command, result.returncode, result.tail)
-    return {
-        "status": tracker.statuses.get(stage, COMPLETED),
-        "duration_s": round(result.duration_s, 2),
-    }
-
-
-@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="dvc-exp-run")
-def run_dvc_experiment(
-    targets: list[str],
-    workdir: str,
-    params_overrides: dict[str, Any],
-    experiment_name: str | None = None,
-    force: bool = False,
+def run_dvc_stage(
+    stage: str, workdir: str, force: bool = False, push: bool = False
 ) -> dict[str, Any]:
-    """One ``dvc exp run`` over ``targets`` (all stages when empty). Returns the experiment
-    name(s) and the per-stage statuses and durations parsed from DVC's output."""
-    command = exp_run_command(
-        targets, params_overrides=params_overrides, experiment_name=experiment_name, force=force
+    """``dvc repro --single-item <stage>`` in ``workdir`` (then ``dvc push <stage>`` with
+    ``push``); raises :class:`StageFailedError` (message ends with the output's tail) when it
+    fails."""
+    get_run_logger().info(
+        "$ %s  (in %s)", format_command(repro_command(stage, force=force)), workdir
     )
-    get_run_logger().info("$ %s  (in %s)", format_command(command), workdir)
-    tracker = StageTracker()
-    result = run_streaming(command, cwd=workdir, on_line=_line_logger(tracker), env=stage_env())
-    failed_stage = tracker.finish(failed=result.returncode != 0)
-    stages = {
-        name: {"status": status, "duration_s": round(tracker.durations.get(name, 0.0), 2)}
-        for name, status in tracker.statuses.items()
+    outcome = reproduce(
+        workdir, stage, force=force, push=push, on_line=_logger_sink(), env=stage_env()
+    )
+    return {
+        "status": outcome.status,
+        "duration_s": round(outcome.duration_s, 2),
+        "pushed": outcome.pushed,
     }
+
+
+@task(cache_policy=NO_CACHE, persist_result=False, task_run_name="dvc-exp-save")
+def save_experiment(workdir: str, name: str | None, force: bool) -> str | None:
+    """``dvc exp save``: the workspace as a named experiment; returns its name."""
+    command = save_command(name, force=force)
+    get_run_logger().info("$ %s  (in %s)", format_command(command), workdir)
+    lines: list[str] = []
+    sink = _logger_sink()
+
+    def on_line(line: str) -> None:
+        lines.append(line)
+        sink(line)
+
+    result = run_streaming(command, cwd=workdir, on_line=on_line, env=stage_env())
     if result.returncode != 0:
-        raise StageFailedError(
-            failed_stage or "dvc exp run", command, result.returncode, result.tail, stages
-        )
-    return {"experiments": tracker.experiments, "stages": stages}
+        raise StageFailedError("dvc exp save", command, result.returncode, result.tail)
+    return saved_name(lines) or name
 
 
 def stage_task(
@@ -180,13 +196,6 @@ def stage_task(
     )
 
 
-def experiment_task(stages: Iterable[str]) -> Task:
-    """The task for one ``dvc exp run``: it carries the tags of every stage it may run (so a
-    ``gpu`` or ``llm-api`` concurrency limit also holds it back) and is never retried."""
-    tags = set().union(*(stage_tags(s) for s in stages)) | {DVC_TAG}
-    return run_dvc_experiment.with_options(tags=tags, retries=0)
-
-
 # --------------------------------------------------------------------------------------------
 # Flow
 # --------------------------------------------------------------------------------------------
@@ -199,6 +208,9 @@ def complexif_pipeline(
     params_overrides: dict[str, Any] | None = None,
     experiment_name: str | None = None,
     workdir: str = ".",
+    allow_dirty: bool = False,
+    dispatch: bool = False,
+    branch: str | None = None,
     llm_retries: int = DEFAULT_LLM_RETRIES,
     llm_retry_delay_seconds: int = DEFAULT_LLM_RETRY_DELAY_SECONDS,
 ) -> dict[str, dict[str, Any]]:
@@ -207,17 +219,25 @@ def complexif_pipeline(
     Args:
         stages: DVC stages to run, e.g. ["respond", "correct"]; a base name such as "evaluate"
             selects all its items (evaluate@base, evaluate@sft, evaluate@dpo). Each runs alone
-            (dvc repro --single-item), in pipeline order, without its upstream stages. Leave
-            empty to run the whole pipeline.
+            (dvc repro --single-item), in pipeline order, without its upstream stages (an
+            experiment also brings its upstream stages up to date). Leave empty to run the
+            whole pipeline.
         force: Re-run the selected stages even if DVC finds them up to date (dvc repro
-            --force); for an experiment, dvc exp run --force, which also replaces an existing
-            experiment of the same name.
-        params_overrides: Run a DVC experiment instead: params.yaml overrides as dotted keys,
-            e.g. {"train.sft.max_steps": 20}, passed as dvc exp run -S key=value. The keys must
-            exist in params.yaml (prefix "+" to add one).
-        experiment_name: Name of the DVC experiment (dvc exp run --name). Setting it also runs
+            --force); for an experiment, also replace an experiment of the same name.
+        params_overrides: Run a DVC experiment: params.yaml overrides as dotted keys, e.g.
+            {"train.sft.max_steps": 20}, applied as dvc exp run -S key=value would. The keys
+            must exist in params.yaml (prefix "+" to add one).
+        experiment_name: Name of the DVC experiment (dvc exp save --name). Setting it also runs
             an experiment, even without overrides.
-        workdir: Root of the ComplexIF checkout (the DVC project) the stages run in.
+        workdir: Root of the ComplexIF checkout (the DVC project) the stages run in; when
+            dispatching, the checkout whose git remote the workers clone.
+        allow_dirty: Run an experiment although the workspace has uncommitted changes (they
+            become part of the experiment).
+        dispatch: Send each stage to its work pool (GPU stages to the GPU pool, the rest to the
+            CPU pool) instead of running it here; workers exchange data through the DVC remote
+            and commit each stage's dvc.lock to the branch.
+        branch: Git branch a dispatched run starts from and commits to (default:
+            orchestration.branch in params.yaml).
         llm_retries: How many times an LLM-calling stage (respond, correct, conifer_*) is retried.
         llm_retry_delay_seconds: Seconds to wait before retrying an LLM-calling stage.
 
@@ -227,36 +247,68 @@ def complexif_pipeline(
     """
     if llm_retries < 0 or llm_retry_delay_seconds < 0:
         raise ValueError("llm_retries and llm_retry_delay_seconds must be >= 0")
+    experiment = bool(params_overrides) or bool(experiment_name)
+    if experiment and dispatch:
+        raise ValueError(
+            "an experiment runs in one workspace (it edits params.yaml there): run it without "
+            "dispatch, or commit the params change to a branch and dispatch that branch"
+        )
     logger = get_run_logger()
     root = Path(workdir).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"workdir {root} does not exist")
-    available = list_stages(root)
-    selected = select_stages(available, stages)
-    if not selected:
-        raise ValueError(f"no DVC pipeline stages found in {root}/dvc.yaml")
-    logger.info("DVC project %s; stages: %s", root, ", ".join(selected))
+    config = orchestration_config(root)
+    if experiment and not allow_dirty:
+        require_clean(root, "the workspace")
 
-    experiment = bool(params_overrides) or bool(experiment_name)
     run_name = f"pipeline {experiment_name or flow_run.name or ''}".strip()
+    parent_tags = {
+        "prefect.flow_run_id": flow_run.id or "",
+        "complexif.mode": "dispatch" if dispatch else "experiment" if experiment else "local",
+    }
+    if experiment:
+        parent_tags["complexif.overrides"] = json.dumps(params_overrides or {}, sort_keys=True)
     # One parent MLflow run per flow run: every stage run started meanwhile nests under it.
-    with pipeline_run(
-        root, name=run_name, tags={"prefect.flow_run_id": flow_run.id or ""}
-    ) as parent:
-        if experiment:
-            summary, header, error = _run_experiment(
-                selected,
-                available,
+    with pipeline_run(root, name=run_name, tags=parent_tags) as parent:
+        if dispatch:
+            if config is None:
+                raise ValueError(f"{root}/params.yaml has no orchestration section to dispatch by")
+            summary, header, error = _dispatch_stages(
+                stages,
                 root,
-                params_overrides or {},
-                experiment_name,
                 force,
-                whole_pipeline=not stages,
+                config,
+                branch or config.branch,
+                llm_retries,
+                llm_retry_delay_seconds,
+                parent.run_id,
             )
         else:
-            summary, header, error = _run_stages(
-                selected, root, force, llm_retries, llm_retry_delay_seconds
+            order, deps = stage_graph(root)
+            selected = select_stages(order, stages)
+            if not selected:
+                raise ValueError(f"no DVC pipeline stages found in {root}/dvc.yaml")
+            header: list[str] = []
+            if experiment:
+                apply_overrides(root, params_overrides or {})
+                if stages:
+                    selected = upstream_closure(order, deps, selected)
+                header.append(
+                    f"Experiment: overrides `{json.dumps(params_overrides or {}, sort_keys=True)}`"
+                )
+                config = orchestration_config(root)  # the overrides may change it too
+            logger.info("DVC project %s; stages: %s", root, ", ".join(selected))
+            push = config is not None and config.push
+            summary, mode, error = _run_stages(
+                selected, root, force, push, llm_retries, llm_retry_delay_seconds
             )
+            header.insert(0, mode)
+            if experiment and error is None:
+                try:
+                    name = save_experiment(str(root), experiment_name, force)
+                    header.append(f"Saved as experiment `{name}` (dvc exp show)")
+                except Exception as exc:
+                    error = exc
         parent.log_metrics({f"duration_s.{s}": v["duration_s"] for s, v in summary.items()})
         parent.failed = error is not None
 
@@ -274,13 +326,16 @@ def _run_stages(
     selected: Sequence[str],
     root: Path,
     force: bool,
+    push: bool,
     llm_retries: int,
     llm_retry_delay_seconds: float,
-) -> tuple[dict[str, dict[str, Any]], list[str], BaseException | None]:
+) -> tuple[dict[str, dict[str, Any]], str, BaseException | None]:
     summary: dict[str, dict[str, Any]] = {
         s: {"status": NOT_RUN, "duration_s": 0.0, "tags": sorted(stage_tags(s))} for s in selected
     }
-    header = [f"Mode: `dvc repro --single-item{' --force' if force else ''}`, one task per stage"]
+    mode = f"Mode: `dvc repro --single-item{' --force' if force else ''}`, one task per stage"
+    if push:
+        mode += "; outputs pushed to the DVC remote"
     # Strictly one stage at a time: every DVC command takes the repository lock
     # (.dvc/tmp/lock) and a second one fails with "Unable to acquire lock", so the tasks are
     # called directly, never .submit()-ed to run concurrently. Pipeline order also matters:
@@ -290,54 +345,72 @@ def _run_stages(
         try:
             result = stage_task(
                 stage, llm_retries=llm_retries, llm_retry_delay_seconds=llm_retry_delay_seconds
-            )(stage, str(root), force)
+            )(stage, str(root), force, push)
         except Exception as exc:
             summary[stage].update(status=FAILED, duration_s=round(time.monotonic() - started, 2))
-            return summary, header, exc
+            return summary, mode, exc
         summary[stage].update(result)
-    return summary, header, None
+    return summary, mode, None
 
 
-def _run_experiment(
-    selected: Sequence[str],
-    pipeline_order: Sequence[str],
+def _dispatch_stages(
+    stages: Sequence[str] | None,
     root: Path,
-    params_overrides: dict[str, Any],
-    experiment_name: str | None,
     force: bool,
-    *,
-    whole_pipeline: bool,
+    config: OrchestrationConfig,
+    branch: str,
+    llm_retries: int,
+    llm_retry_delay_seconds: float,
+    parent_run_id: str | None,
 ) -> tuple[dict[str, dict[str, Any]], list[str], BaseException | None]:
-    targets = [] if whole_pipeline else list(selected)
-    scope = f" (targets: {', '.join(targets)})" if targets else " (whole pipeline)"
-    header = [f"Mode: one `dvc exp run`{scope}"]
-    if params_overrides:
-        header.append(f"Overrides: `{json.dumps(params_overrides, sort_keys=True)}`")
-    error: BaseException | None = None
-    try:
-        result = experiment_task(selected)(
-            targets, str(root), params_overrides, experiment_name, force
-        )
-        stage_results, experiments = result["stages"], result["experiments"]
-        header.append(f"Experiment: `{', '.join(experiments) or experiment_name or '?'}`")
-    except Exception as exc:
-        stage_results, error = getattr(exc, "stage_results", {}), exc
-    # The selection and whatever else DVC reported on (stale upstream stages), in pipeline order.
-    reported = set(selected) | set(stage_results)
-    ordered = [s for s in pipeline_order if s in reported]
-    ordered += [s for s in stage_results if s not in ordered]
-    summary = {
+    from flows.stage import dispatch_task
+
+    url = remote_url(root, config.git_remote)
+    # The stage list at the branch head, read from a throwaway clone: the workdir may be a
+    # worker's checkout that a stage is using right now.
+    with tempfile.TemporaryDirectory(prefix="complexif-dispatch-") as tmp:
+        commit = clone(url, branch, Path(tmp) / "repo")
+        selected = select_stages(list_stages(Path(tmp) / "repo"), stages)
+    if not selected:
+        raise ValueError(f"no DVC pipeline stages found in {url}@{branch}")
+    get_run_logger().info(
+        "dispatching %s from %s@%s (%s)", ", ".join(selected), url, branch, commit
+    )
+    header = [f"Mode: dispatched to the work pools, from `{branch}` at `{commit[:12]}`"]
+    summary: dict[str, dict[str, Any]] = {
         s: {
             "status": NOT_RUN,
             "duration_s": 0.0,
-            **stage_results.get(s, {}),
             "tags": sorted(stage_tags(s)),
+            "pool": stage_pool(s),
         }
-        for s in ordered
+        for s in selected
     }
-    if isinstance(error, StageFailedError) and error.stage in summary:
-        summary[error.stage]["status"] = FAILED
-    return summary, header, error
+    # A parent run only means something to the stages if they log to the same store.
+    shared_store = os.environ.get("MLFLOW_TRACKING_URI") if parent_run_id else None
+    for stage in selected:
+        started = time.monotonic()
+        retries = llm_retries if LLM_API_TAG in stage_tags(stage) else 0
+        try:
+            outcome = dispatch_task(stage_pool(stage), retries, llm_retry_delay_seconds)(
+                stage,
+                commit=commit,
+                branch=branch,
+                git_remote=config.git_remote,
+                force=force,
+                mlflow_parent_run_id=parent_run_id if shared_store else None,
+                mlflow_tracking_uri=shared_store,
+                pool=stage_pool(stage),
+            )
+        except Exception as exc:
+            summary[stage].update(status=FAILED, duration_s=round(time.monotonic() - started, 2))
+            return summary, header, exc
+        summary[stage].update(
+            status=outcome["status"], duration_s=outcome["duration_s"], commit=outcome["commit"]
+        )
+        commit = outcome["commit"]
+    header.append(f"Results committed to `{branch}`: `{commit[:12]}`")
+    return summary, header, None
 
 
 def summary_markdown(
@@ -404,9 +477,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="params.yaml override (repeatable); runs `dvc exp run -S KEY=VALUE`",
+        help="params.yaml override (repeatable), as `dvc exp run -S KEY=VALUE`: runs an experiment",
     )
-    parser.add_argument("--experiment-name", help="DVC experiment name (runs `dvc exp run`)")
+    parser.add_argument(
+        "--experiment-name", help="DVC experiment name (`dvc exp save --name`): runs an experiment"
+    )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="run an experiment although the workspace has uncommitted changes",
+    )
+    parser.add_argument(
+        "--dispatch",
+        action="store_true",
+        help="send each stage to its Prefect work pool (needs PREFECT_API_URL and workers)",
+    )
+    parser.add_argument("--branch", help="git branch to dispatch (default: orchestration.branch)")
     parser.add_argument("--workdir", default=".", help="DVC project root (default: .)")
     parser.add_argument("--llm-retries", type=int, default=DEFAULT_LLM_RETRIES)
     parser.add_argument(
@@ -429,6 +515,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 params_overrides=_parse_set(args.overrides) or None,
                 experiment_name=args.experiment_name,
                 workdir=args.workdir,
+                allow_dirty=args.allow_dirty,
+                dispatch=args.dispatch,
+                branch=args.branch,
                 llm_retries=args.llm_retries,
                 llm_retry_delay_seconds=args.llm_retry_delay_seconds,
             )

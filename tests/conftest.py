@@ -86,3 +86,12 @@ def tiny_model_dir(tmp_path_factory, embedded_tokenizer_dir) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The tiny-preset project after one complete ``dvc repro`` (``tests/tiny_pipeline.py``):
+    shared by the end-to-end test and the dispatched run it is compared with."""
+    from tests.tiny_pipeline import build
+
+    return build(tmp_path_factory.mktemp("pipeline") / "repo")

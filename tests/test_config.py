@@ -157,7 +157,7 @@ NOT_A_PARAMS_DEFAULT = {
     ("llm/openai_backend.py", "OpenAIBackend.__init__", "seed"): "seed of the backoff jitter",
     ("llm/faults.py", "FaultConfig", "seed"): "seed of injected test faults",
     ("llm/responders.py", "FixedLatencyResponder.__init__", "model"): "a test double's name",
-    ("orchestration/dvc.py", "exp_run_command", "targets"): "the DVC stages to run",
+    ("orchestration/deployments.py", "worker_command", "name"): "a worker's display name",
     # The ifeval part of issue 9 owns this: `complexif ifeval` reads the vendored IFEval file.
     ("evaluation/ifeval.py", "load_input_data", "path"): "the vendored IFEval input",
     ("tracking/pipeline.py", "pipeline_run", "name"): "the MLflow parent run's name",

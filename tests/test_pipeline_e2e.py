@@ -8,16 +8,11 @@ is stopped by the quality gate with a message naming the expectation and the off
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-from complexif.presets import apply_preset
-from tests.conftest import REPO_ROOT
+from tests.tiny_pipeline import run as _run
 
 pytestmark = pytest.mark.slow
 
@@ -38,58 +33,6 @@ STAGES = [
     "evaluate@dpo",
     "report",
 ]
-
-
-def _project_files() -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.splitlines()
-    # Outputs of a local run (models, generated data) are not part of the project.
-    skip = ("models/", "mlartifacts/", "dvc_plots/")
-    return [f for f in out if (REPO_ROOT / f).is_file() and not f.startswith(skip)]
-
-
-def _run(
-    cmd: list[str], cwd: Path, env: dict[str, str], check: bool = True
-) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1500)
-    if check and proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}"
-        )
-    return proc
-
-
-@pytest.fixture(scope="module")
-def tiny_repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    repo = tmp_path_factory.mktemp("pipeline") / "repo"
-    for rel in _project_files():
-        dest = repo / rel
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(REPO_ROOT / rel, dest)
-    apply_preset(repo / "presets/tiny.yaml", repo / "params.yaml")
-    env = dict(os.environ)
-    env.update(
-        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
-        PYTHONPATH=str(repo),
-        MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}",
-        COMPLEXIF_ARTIFACT_ROOT=str(repo / "mlartifacts"),
-        GIT_AUTHOR_NAME="t",
-        GIT_AUTHOR_EMAIL="t@example.com",
-        GIT_COMMITTER_NAME="t",
-        GIT_COMMITTER_EMAIL="t@example.com",
-    )
-    env.pop("COMPLEXIF_MLFLOW", None)
-    _run(["git", "init", "-q"], repo, env)
-    _run(["git", "add", "-A"], repo, env)
-    _run(["git", "commit", "-qm", "tiny"], repo, env)
-    proc = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
-    (repo / "first_repro.log").write_text(proc.stdout + proc.stderr)
-    return repo, env
 
 
 def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
@@ -184,6 +127,23 @@ def test_curated_data_is_verified_and_lineage_is_kept(tiny_repo):
 def test_second_repro_does_nothing_and_says_so(tiny_repo):
     repo, env = tiny_repo
     proc = _run([sys.executable, "-m", "dvc", "repro"], repo, env)
+    assert "Running stage" not in proc.stdout
+    assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
+
+
+def test_a_fresh_clone_pulls_the_results_and_has_nothing_to_run(tiny_repo, tmp_path):
+    """The README's clone -> dvc pull -> dvc repro: the lock and the small outputs come with
+    git, the rest from the default DVC remote (a directory beside the checkout)."""
+    repo, env = tiny_repo
+    _run([sys.executable, "-m", "dvc", "push"], repo, env)
+    _run(["git", "add", "-A"], repo, env)
+    _run(["git", "commit", "-qm", "results of the tiny run"], repo, env)
+    clone = repo.parent / "fresh-clone"  # beside the repo: the same relative remote path
+    _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path, env)
+    assert not (clone / "models/dpo").exists()
+    _run([sys.executable, "-m", "dvc", "pull"], clone, env)
+    assert (clone / "models/dpo").is_dir() and (clone / "data/sft.jsonl").is_file()
+    proc = _run([sys.executable, "-m", "dvc", "repro"], clone, env)
     assert "Running stage" not in proc.stdout
     assert "Data and pipelines are up to date" in proc.stdout + proc.stderr
 

@@ -758,6 +758,34 @@ class ServeConfig(_Strict):
         return self
 
 
+class OrchestrationConfig(_Strict):
+    """How the Prefect flows move the pipeline between machines (``flows/``, ``prefect.yaml``)."""
+
+    branch: str = Field(
+        min_length=1,
+        description="Git branch a dispatched run starts from; the workers commit each stage's "
+        "dvc.lock and git-tracked outputs to it, so a second run finds everything up to date.",
+    )
+    git_remote: str = Field(
+        min_length=1, description="Git remote the workers fetch from and push results to."
+    )
+    push: bool = Field(
+        description="After a stage runs, push its outputs to the default DVC remote."
+    )
+    concurrency_limits: dict[str, int] = Field(
+        description="Prefect tag -> task runs allowed at once across all flow runs "
+        "(created by `python -m flows.setup`)."
+    )
+
+    @field_validator("concurrency_limits")
+    @classmethod
+    def _check_limits(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = {tag: n for tag, n in v.items() if n < 1}
+        if bad:
+            raise ValueError(f"limits must be >= 1, got {bad}")
+        return v
+
+
 class Params(_Strict):
     paths: PathsConfig
     model: ModelConfig
@@ -772,6 +800,7 @@ class Params(_Strict):
     evaluate: EvaluateConfig
     llm: LLMConfig
     serve: ServeConfig
+    orchestration: OrchestrationConfig
 
 
 class ConfigError(ValueError):
@@ -1016,6 +1045,25 @@ def load_params(path: str | Path = DEFAULT_PARAMS) -> Params:
     except ValidationError as exc:
         locate = key_locator(path, text)
         raise ConfigError("\n".join(validation_problems(exc, locate))) from None
+
+
+class _OrchestrationSection(BaseModel):
+    # The flows read only this section: the rest of a params file is the stages' business.
+    model_config = ConfigDict(extra="ignore", frozen=True, strict=True)
+    orchestration: OrchestrationConfig
+
+
+def load_orchestration(path: str | Path = DEFAULT_PARAMS) -> OrchestrationConfig | None:
+    """The ``orchestration`` section of a params file, validated as :func:`load_params` would;
+    None when the file has no such section (a DVC project that is not ComplexIF's)."""
+    path = Path(path)
+    raw, text = read_yaml_mapping(path)
+    if "orchestration" not in raw:
+        return None
+    try:
+        return _OrchestrationSection.model_validate(raw).orchestration
+    except ValidationError as exc:
+        raise ConfigError("\n".join(validation_problems(exc, key_locator(path, text)))) from None
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -112,3 +112,26 @@ def dvc() -> Callable[..., str]:
 def py_cmd() -> Callable[[str], str]:
     """``py_cmd(code)``: a dvc.yaml ``cmd`` running Python ``code`` with this interpreter."""
     return _py_cmd
+
+
+@pytest.fixture
+def toy_stages(py_cmd) -> dict[str, Any]:
+    """seeds -> respond (params respond.n; also a git-tracked gate file) -> train_sft: the
+    shape of ComplexIF's pipeline with trivial commands, for moving stages between clones."""
+    return {
+        "seeds": {"cmd": py_cmd("open('seeds.txt', 'w').write('seed;')"), "outs": ["seeds.txt"]},
+        "respond": {
+            "cmd": py_cmd(
+                "open('responses.txt', 'w').write(open('seeds.txt').read() * ${respond.n}); "
+                "open('gate.json', 'w').write('{}')"
+            ),
+            "deps": ["seeds.txt"],
+            "params": ["respond.n"],
+            "outs": ["responses.txt", {"gate.json": {"cache": False}}],
+        },
+        "train_sft": {
+            "cmd": py_cmd("open('model.txt', 'w').write(open('responses.txt').read() + '!')"),
+            "deps": ["responses.txt"],
+            "outs": ["model.txt"],
+        },
+    }

@@ -14,14 +14,13 @@ from complexif.orchestration.dvc import (
     UP_TO_DATE,
     StageFailedError,
     StageTracker,
-    exp_run_command,
     format_command,
     hydra_value,
     list_stages,
+    override_strings,
     repro_command,
     run_streaming,
     select_stages,
-    set_param_args,
     stage_base_name,
     stage_env,
 )
@@ -78,31 +77,11 @@ def test_commands():
         "--force",
         "respond",
     ]
-    cmd = exp_run_command(
-        ["train_sft"],
-        params_overrides={"train.sft.max_steps": 20},
-        experiment_name="short",
-        force=True,
-    )
-    assert cmd[:3] == [sys.executable, "-m", "dvc"]
-    assert cmd[3:] == [
-        "exp",
-        "run",
-        "--name",
-        "short",
-        "--force",
-        "-S",
-        "train.sft.max_steps=20",
-        "train_sft",
-    ]
-    assert (
-        format_command(cmd)
-        == "dvc exp run --name short --force -S train.sft.max_steps=20 train_sft"
-    )
+    assert format_command(repro_command("evaluate@base")) == "dvc repro --single-item evaluate@base"
 
 
-def test_set_param_args_types_and_nesting():
-    args = set_param_args(
+def test_override_strings_types_and_nesting():
+    strings = override_strings(
         {
             "train.sft.max_steps": 20,
             "train": {"dpo": {"beta": 0.1, "enabled": True}},
@@ -114,8 +93,7 @@ def test_set_param_args_types_and_nesting():
             "+new.key": 1,
         }
     )
-    assert args[::2] == ["-S"] * 9
-    assert args[1::2] == [
+    assert strings == [
         "train.sft.max_steps=20",
         "train.dpo.beta=0.1",
         "train.dpo.enabled=true",
@@ -130,7 +108,7 @@ def test_set_param_args_types_and_nesting():
     assert hydra_value("ends with \\") == "'ends with \\\\'"
     for bad in ["", "a b", "x=1", ".lead"]:
         with pytest.raises(ValueError, match="invalid params override key"):
-            set_param_args({bad: 1})
+            override_strings({bad: 1})
     with pytest.raises(TypeError):
         hydra_value(object())
 
@@ -145,7 +123,6 @@ def test_stage_tracker_parses_dvc_output():
         "Stage 'evaluate@base' is cached - skipping run, checking out outputs",
         "Running stage 'evaluate@sft':",
         "",
-        "Ran experiment(s): short",
     ]:
         tracker.feed(line)
     assert tracker.finish(failed=False) is None
@@ -155,7 +132,6 @@ def test_stage_tracker_parses_dvc_output():
         "evaluate@base": RESTORED,
         "evaluate@sft": RAN,
     }
-    assert tracker.experiments == ["short"]
     assert set(tracker.durations) == set(tracker.statuses)
 
     failing = StageTracker()

@@ -15,10 +15,11 @@ from complexif.orchestration.dvc import StageFailedError
 from flows.pipeline import (
     ARTIFACT_KEY,
     complexif_pipeline,
-    experiment_task,
+    stage_pool,
     stage_tags,
     stage_task,
 )
+from flows.stage import artifact_data
 
 
 def _stages(py_cmd, respond_code: str | None = None) -> dict[str, Any]:
@@ -62,22 +63,9 @@ def _task_runs(flow_run_id: UUID) -> dict[str, Any]:
 
 
 def _summary_artifact(flow_run_id: UUID) -> str:
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        ArtifactFilterKey,
-    )
-
-    with get_client(sync_client=True) as client:
-        artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(
-                key=ArtifactFilterKey(any_=[ARTIFACT_KEY]),
-                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
-            )
-        )
-    assert len(artifacts) == 1
-    return artifacts[0].data
+    data = artifact_data(flow_run_id, ARTIFACT_KEY)
+    assert data is not None
+    return data
 
 
 def test_task_tags_and_retries():
@@ -97,16 +85,28 @@ def test_task_tags_and_retries():
     assert train.retries == 0
     assert stage_task("evaluate@dpo").tags == {"dvc", "gpu"}
     assert stage_task("seeds").tags == {"dvc"}
-
-    exp = experiment_task(["seeds", "respond", "train_sft"])
-    assert exp.tags == {"dvc", "llm-api", "gpu"} and exp.retries == 0
+    assert [stage_pool(s) for s in ("respond", "train_sft", "evaluate@dpo", "report")] == [
+        "cpu",
+        "gpu",
+        "gpu",
+        "cpu",
+    ]
 
 
 def test_parameter_form_has_descriptions():
     """The Prefect UI builds the run form from this schema (signature + docstring Args)."""
     schema = complexif_pipeline.parameters.model_dump_for_openapi()
     props = schema["properties"]
-    assert list(props)[:5] == ["stages", "force", "params_overrides", "experiment_name", "workdir"]
+    assert list(props)[:8] == [
+        "stages",
+        "force",
+        "params_overrides",
+        "experiment_name",
+        "workdir",
+        "allow_dirty",
+        "dispatch",
+        "branch",
+    ]
     assert all(p.get("description") for p in props.values()), props
     assert props["force"]["default"] is False and props["force"]["type"] == "boolean"
     assert props["workdir"]["default"] == "."
@@ -173,34 +173,64 @@ def test_failing_stage_raises_with_output_tail_and_llm_stage_is_retried(make_rep
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_params_overrides_run_one_dvc_experiment(make_repo, py_cmd, dvc):
+def test_params_overrides_run_an_experiment_stage_by_stage(make_repo, py_cmd, dvc):
     repo = make_repo(_stages(py_cmd), PARAMS)
 
-    summary = complexif_pipeline(
+    state = complexif_pipeline(
         workdir=str(repo),
-        stages=["train_sft"],  # a target: DVC also runs the stale stages upstream of it
+        stages=["train_sft"],  # an experiment also brings the stages upstream of it up to date
         params_overrides={
             "train.sft.max_steps": 20,
             "train": {"sft": {"note": 'it\'s "quoted", ok'}},
         },
         experiment_name="short-sft",
+        return_state=True,
     )
-    # The selection and the upstream stages DVC ran for it, in pipeline order.
+    summary = state.result()
     assert list(summary) == STAGES
     assert {s: r["status"] for s, r in summary.items()} == dict.fromkeys(STAGES, "ran")
-    assert summary["train_sft"]["tags"] == ["dvc", "gpu"]
+    # One task per stage, with its tags (and so its concurrency limits and retries).
+    runs = _task_runs(state.state_details.flow_run_id)
+    assert {name: set(run.tags) for name, run in runs.items() if name in STAGES} == {
+        "seeds": {"dvc"},
+        "respond": {"dvc", "llm-api"},
+        "train_sft": {"dvc", "gpu"},
+    }
+    assert "dvc-exp-save" in runs
     # The experiment's params and results are applied to the workspace ...
     assert (repo / "model.txt").read_text() == "seed;seed; steps=20"
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["train"]["sft"] == {"max_steps": 20, "note": 'it\'s "quoted", ok'}
     assert params["respond"] == {"n": 2}
-    # ... and saved as a named DVC experiment.
+    # ... and saved as a named DVC experiment, with its own params.
     assert "short-sft" in dvc(repo, "exp", "list", "--name-only")
+    shown = dvc(repo, "exp", "show", "--csv")
+    assert "short-sft" in shown and ",20," in shown
+    markdown = _summary_artifact(state.state_details.flow_run_id)
+    assert "Saved as experiment `short-sft`" in markdown
 
 
 @pytest.mark.usefixtures("prefect_server")
-def test_unknown_override_key_fails_the_experiment(make_repo, py_cmd):
+def test_experiment_refuses_a_dirty_workspace_unless_allowed(make_repo, py_cmd, dvc):
     repo = make_repo(_stages(py_cmd), PARAMS)
-    with pytest.raises(StageFailedError, match="train.sft.max_stpes"):
+    (repo / "notes.txt").write_text("uncommitted\n")  # an untracked file counts too
+    with pytest.raises(Exception, match=r"uncommitted changes \(notes.txt\)"):
+        complexif_pipeline(workdir=str(repo), params_overrides={"respond.n": 3})
+    assert not (repo / "responses.txt").exists()
+    assert yaml.safe_load((repo / "params.yaml").read_text()) == PARAMS
+
+    summary = complexif_pipeline(
+        workdir=str(repo), params_overrides={"respond.n": 3}, allow_dirty=True
+    )
+    assert summary["respond"]["status"] == "ran"
+    assert (repo / "responses.txt").read_text() == "seed;" * 3
+    assert dvc(repo, "exp", "list", "--name-only").strip()
+
+
+@pytest.mark.usefixtures("prefect_server")
+def test_unknown_override_key_fails_before_any_stage(make_repo, py_cmd):
+    repo = make_repo(_stages(py_cmd), PARAMS)
+    with pytest.raises(ValueError, match="train.sft.max_stpes"):
         complexif_pipeline(workdir=str(repo), params_overrides={"train.sft.max_stpes": 1})
     assert Path(repo / "params.yaml").read_text() == yaml.safe_dump(PARAMS, sort_keys=False)
+    assert not (repo / "seeds.txt").exists()

@@ -8,8 +8,9 @@
   :func:`stage_env` is the environment it gets (this interpreter's venv first on PATH).
 - :class:`StageTracker` turns DVC's log lines ("Running stage 'x':", "Stage 'x' didn't change,
   skipping", "Stage 'x' is cached - skipping run, ...") into a per-stage status and duration.
-- :func:`set_param_args` turns ``{"train.sft.max_steps": 20}`` into ``-S`` arguments for
-  ``dvc exp run``.
+- :func:`override_strings` turns ``{"train.sft.max_steps": 20}`` into the Hydra overrides
+  ``dvc exp run -S`` takes (``train.sft.max_steps=20``), which
+  :mod:`complexif.orchestration.experiment` applies to ``params.yaml``.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ _STAGE_EVENTS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^(?:Stage )?'(?P<stage>[^']+)' didn't change, skipping"), UP_TO_DATE),
     (re.compile(r"^Stage '(?P<stage>[^']+)' is cached - skipping run"), RESTORED),
 )
-_RAN_EXPERIMENTS = re.compile(r"^Ran experiment\(s\): (?P<names>.+)$")
 
 
 class StageFailedError(RuntimeError):
@@ -52,14 +52,11 @@ class StageFailedError(RuntimeError):
         command: Sequence[str],
         returncode: int,
         tail: Sequence[str],
-        stage_results: Mapping[str, Any] | None = None,
     ):
         self.stage = stage
         self.command = list(command)
         self.returncode = returncode
         self.tail = list(tail)
-        # What DVC reported for the other stages of the same command (``dvc exp run``).
-        self.stage_results = dict(stage_results or {})
         shown = "\n".join(self.tail) if self.tail else "(no output)"
         super().__init__(
             f"DVC stage {stage!r} failed with exit code {returncode}.\n"
@@ -70,7 +67,7 @@ class StageFailedError(RuntimeError):
     def __reduce__(self):  # picklable although __init__ takes more than the message
         return (
             type(self),
-            (self.stage, self.command, self.returncode, self.tail, self.stage_results),
+            (self.stage, self.command, self.returncode, self.tail),
         )
 
 
@@ -105,27 +102,6 @@ def stage_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
 def repro_command(stage: str, *, force: bool = False) -> list[str]:
     """Reproduce exactly one stage; DVC still skips it when nothing it depends on changed."""
     return dvc_command("repro", "--single-item", *(["--force"] if force else []), stage)
-
-
-def exp_run_command(
-    targets: Sequence[str] = (),
-    *,
-    params_overrides: Mapping[str, Any] | None = None,
-    experiment_name: str | None = None,
-    force: bool = False,
-) -> list[str]:
-    """One ``dvc exp run`` for the whole selection (experiments apply to the pipeline as a
-    whole: DVC also reproduces whatever upstream of ``targets`` is stale)."""
-    args = ["exp", "run"]
-    if experiment_name:
-        args += ["--name", experiment_name]
-    if force:
-        # For `exp run`, --force both re-runs unchanged stages and overwrites an existing
-        # experiment of the same name.
-        args.append("--force")
-    args += set_param_args(params_overrides or {})
-    args += list(targets)
-    return dvc_command(*args)
 
 
 def format_command(command: Sequence[str]) -> str:
@@ -166,8 +142,8 @@ def flatten_overrides(overrides: Mapping[str, Any], prefix: str = "") -> dict[st
     return flat
 
 
-def set_param_args(overrides: Mapping[str, Any]) -> list[str]:
-    """``-S key=value`` pairs for ``dvc exp run``.
+def override_strings(overrides: Mapping[str, Any]) -> list[str]:
+    """``key=value`` overrides in the grammar of ``dvc exp run -S``.
 
     Keys are dotted paths into ``params.yaml`` (``train.sft.max_steps``); ``file.yaml:key``
     targets another params file. The key must already exist (DVC refuses unknown keys, which
@@ -175,15 +151,15 @@ def set_param_args(overrides: Mapping[str, Any]) -> list[str]:
     Hydra. Values are written in Hydra's override grammar, which ``-S`` parses, so their types
     survive: ``20`` stays an int, ``"20"`` a string, ``True`` -> ``true``, ``None`` -> ``null``.
     """
-    args: list[str] = []
+    strings: list[str] = []
     for key, value in flatten_overrides(overrides).items():
         if not _KEY.match(key):
             raise ValueError(
                 f"invalid params override key {key!r}: expected a dotted params.yaml path such "
                 "as 'train.sft.max_steps' (optionally 'file.yaml:key', '+key' or '++key')"
             )
-        args += ["-S", f"{key}={hydra_value(value)}"]
-    return args
+        strings.append(f"{key}={hydra_value(value)}")
+    return strings
 
 
 def hydra_value(value: Any) -> str:
@@ -237,6 +213,11 @@ def list_stages(workdir: str | os.PathLike[str] = ".") -> list[str]:
     Names are DVC addressing relative to ``workdir`` (what ``dvc repro`` accepts there):
     ``seeds``, ``evaluate@base``, and ``path/dvc.yaml:name`` for stages in nested files.
     """
+    return stage_graph(workdir)[0]
+
+
+def stage_graph(workdir: str | os.PathLike[str] = ".") -> tuple[list[str], dict[str, set[str]]]:
+    """:func:`list_stages` and, for each stage, the stages it depends on directly."""
     from dvc.repo import Repo
     from dvc.stage import PipelineStage
 
@@ -251,7 +232,8 @@ def list_stages(workdir: str | os.PathLike[str] = ".") -> list[str]:
             s: {d for d in graph.successors(s) if d in names} if s in graph else set()
             for s in stages
         }
-    return [names[s] for s in _stable_toposort(stages, deps)]
+    order = [names[s] for s in _stable_toposort(stages, deps)]
+    return order, {names[s]: {names[d] for d in ds} for s, ds in deps.items()}
 
 
 def _addressing(stage: Any, root: Path) -> str:
@@ -355,22 +337,16 @@ class StageTracker:
     """Follows DVC's output line by line and records what happened to each stage.
 
     A stage's duration runs from its "Running stage" line to the next stage event (or the end
-    of the command), so one ``dvc exp run`` over many stages still yields per-stage timings.
+    of the command), so one ``dvc repro`` over many stages still yields per-stage timings.
     """
 
     statuses: dict[str, str] = field(default_factory=dict)
     durations: dict[str, float] = field(default_factory=dict)
-    experiments: list[str] = field(default_factory=list)
     _current: str | None = None
     _started: float = 0.0
 
     def feed(self, line: str) -> None:
         text = line.strip()
-        match = _RAN_EXPERIMENTS.match(text)
-        if match:
-            self._close()
-            self.experiments += [n.strip() for n in match["names"].split(",") if n.strip()]
-            return
         for pattern, status in _STAGE_EVENTS:
             match = pattern.match(text)
             if match:

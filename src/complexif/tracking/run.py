@@ -10,7 +10,8 @@ Environment:
   MLFLOW_TRACKING_URI       tracking store (default ``sqlite:///<cwd>/mlflow.db``)
   COMPLEXIF_EXPERIMENT      experiment name (default ``complexif``)
   COMPLEXIF_ARTIFACT_ROOT   artifact location for a newly created experiment (default
-                            ``<cwd>/mlartifacts``); a path or a URI
+                            ``<cwd>/mlartifacts``, or the tracking server's own store); a path
+                            or a URI
   COMPLEXIF_PARENT_RUN_ID   run id of the orchestrating flow's run; stage runs nest under it
   COMPLEXIF_MLFLOW          ``0``/``false``/``off``/``no`` disables tracking (no-op run object)
 
@@ -98,8 +99,14 @@ def tracking_uri() -> str:
     return uri or f"sqlite:///{(Path.cwd() / DEFAULT_DB).resolve()}"
 
 
-def artifact_root_uri() -> str:
-    root = os.environ.get(ENV_ARTIFACT_ROOT, "").strip() or DEFAULT_ARTIFACT_ROOT
+def artifact_root_uri() -> str | None:
+    """Where a new experiment keeps its artifacts: ``COMPLEXIF_ARTIFACT_ROOT``; else, for a
+    tracking server, wherever the server stores them (None: it proxies uploads, so workers on
+    other machines need no access to its disk); else ``./mlartifacts`` beside the local store."""
+    root = os.environ.get(ENV_ARTIFACT_ROOT, "").strip()
+    if not root and tracking_uri().startswith(("http://", "https://")):
+        return None
+    root = root or DEFAULT_ARTIFACT_ROOT
     if "://" in root or root.startswith("file:"):
         return root
     return Path(root).resolve().as_uri()
