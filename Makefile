@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test lint repro lock clean-outputs vllm-setup vllm-serve mlflow-server
+.PHONY: setup run test test-acceptance lint repro lock clean-outputs vllm-setup vllm-serve mlflow-server
 
 setup: $(STAMP)
 
@@ -79,6 +79,11 @@ repro: run
 
 test: setup
 	$(PY) -m pytest -q
+
+# The acceptance run left out of `make test`: the real tiny pipeline dispatched through Prefect to
+# a CPU and a GPU worker in two clones, compared byte for byte with a single-machine run.
+test-acceptance: setup
+	$(PY) -m pytest -q -m acceptance
 
 lint: setup
 	$(VENV)/bin/ruff check src stages flows tests benchmarks

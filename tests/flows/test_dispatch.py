@@ -208,6 +208,7 @@ def _has(clone: Path, *paths: str) -> dict[str, bool]:
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance  # `make test-acceptance`: about 17 minutes, more than CI can spare
 def test_tiny_pipeline_across_two_workers_matches_the_single_machine_run(tiny_repo, tmp_path):
     """The acceptance run: the real pipeline on the tiny preset, dispatched stage by stage to a
     CPU worker and a GPU worker in separate clones that share only git, the DVC remote and the
