@@ -82,14 +82,19 @@ def stop_signals(name: str) -> Iterator[None]:
 RANK_VARIABLES = ("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK")
 
 
-def process_rank() -> int:
-    """This process's rank in a multi-process launch; 0 when no launcher started it. Read from the
-    environment, so it is known before (and without) torch.distributed being set up."""
-    for name in RANK_VARIABLES:
+def _launcher_int(names: Sequence[str], default: int) -> int:
+    """The first of ``names`` a launcher set, as an int. Read from the environment, so it is
+    known before (and without) torch.distributed being set up."""
+    for name in names:
         value = os.environ.get(name, "").strip()
         if value:
             return int(value)
-    return 0
+    return default
+
+
+def process_rank() -> int:
+    """This process's rank in a multi-process launch; 0 when no launcher started it."""
+    return _launcher_int(RANK_VARIABLES, 0)
 
 
 def is_main_process() -> bool:
@@ -102,11 +107,7 @@ WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_C
 
 def world_size() -> int:
     """How many processes a launcher started for this run; 1 when none did."""
-    for name in WORLD_SIZE_VARIABLES:
-        value = os.environ.get(name, "").strip()
-        if value:
-            return int(value)
-    return 1
+    return _launcher_int(WORLD_SIZE_VARIABLES, 1)
 
 
 def setup_logging() -> None:
