@@ -26,10 +26,11 @@ checkout's absolute path, so runs do not depend on the runner's working director
 Only one flow run executes at a time (``--max-concurrent-runs 1``, a Prefect deployment
 concurrency limit; further runs wait as "AwaitingConcurrencySlot"): two runs in one DVC
 workspace would fight over DVC's repository lock and over the files themselves. To also cap GPU
-or LLM-API work across deployments, use tag limits::
+or LLM-API work across deployments, create the tag limits of ``orchestration.concurrency_limits``
+(``python -m flows.setup --no-deploy``).
 
-    prefect concurrency-limit create gpu 1
-    prefect concurrency-limit create llm-api 4
+This serves the pipeline from one checkout. To spread the stages over machines (work pools,
+workers in their own clones, the DVC remote), see ``prefect.yaml`` and :mod:`flows.stage`.
 
 Prefect keeps its own database under ``PREFECT_HOME`` (default ``~/.prefect``), separate from
 MLflow's ``./mlflow.db``.
