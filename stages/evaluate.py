@@ -7,6 +7,8 @@ from complexif.evaluation.benchmarks import evaluate_model, numeric
 from complexif.evaluation.judging import judge_session
 from complexif.llm.factory import make_local_llm
 from complexif.runtime import run_stage
+from complexif.tracking import flatten_metrics
+from complexif.tracking.models import record_evaluation
 
 
 def main(params, run, model: str) -> None:
@@ -16,7 +18,9 @@ def main(params, run, model: str) -> None:
     )
     with judge_session(f"evaluate@{model}", params, run) as judge:
         results = evaluate_model(llm, params, model, judge)
-    run.log_metrics({name: numeric(metrics) for name, metrics in results.items()})
+    scores = {name: numeric(metrics) for name, metrics in results.items()}
+    run.log_metrics(scores)
+    record_evaluation(params, model, run, flatten_metrics(scores))
     # Who judged with which prompt version: tags, so runs can be filtered by judge.
     for name, metrics in results.items():
         run.set_tags({f"{name}.judge.{k}": v for k, v in metrics.get("judge", {}).items()})

@@ -3,6 +3,7 @@ process or several (train.distributed)."""
 
 from complexif.io import read_jsonl
 from complexif.runtime import run_stage
+from complexif.tracking.models import register_trained
 from complexif.training.dpo import train_dpo
 from complexif.training.launch import relaunch
 from complexif.training.report import log_training
@@ -23,6 +24,7 @@ def main(params, run) -> None:
         f"{params.paths.metrics_dir}/train_dpo.json",
         f"{params.paths.reports_dir}/train_dpo_loss.csv",
     )
+    register_trained(params, "dpo", run)
 
 
 if __name__ == "__main__":

@@ -221,8 +221,16 @@ def _serve(args: argparse.Namespace) -> int:
     api_key = _serve_api_key(key_env, params.llm.env_file)
     if args.backend != "echo":
         from complexif.llm.transformers_backend import resolve_device
+        from complexif.tracking.models import download_model_dir, is_registry_uri
 
-        path = params.paths.resolve_model(model)
+        if is_registry_uri(model):
+            try:
+                path = download_model_dir(model)
+            except Exception as exc:  # an unknown name, version or alias; an unreachable store
+                print(f"error: {model}: {exc}", file=sys.stderr)
+                return EXIT_ERROR
+        else:
+            path = params.paths.resolve_model(model)
         if model in PIPELINE_MODELS and not path.is_dir():
             print(f"error: model directory {path} not found; run dvc repro first", file=sys.stderr)
             return EXIT_ERROR
@@ -324,7 +332,11 @@ def register_serve(groups: Groups) -> None:
         "stats). Defaults come from params.yaml serve:; flags override them.",
     )
     group.add_argument("--params", type=Path, default=Path("params.yaml"))
-    group.add_argument("--model", help="base/sft/dpo (models/<name>), a directory or a hub id")
+    group.add_argument(
+        "--model",
+        help="base/sft/dpo (models/<name>), a registered model (models:/complexif-dpo@best, "
+        "models:/complexif-sft/3; from MLFLOW_TRACKING_URI), a directory or a hub id",
+    )
     group.add_argument("--name", help="model name clients ask for (default: --model as given)")
     group.add_argument(
         "--host", help="bind address; beyond loopback (0.0.0.0, a LAN address) a key is required"

@@ -490,7 +490,15 @@ class TrainCommon(_Strict):
         "tokens, as with padding (TRL's truncation).",
     )
     finetune: Literal["lora", "full"] = Field(
-        description="lora: train a LoRA adapter (merged on save); full: every weight."
+        description="lora: train a LoRA adapter; full: every weight."
+    )
+    save: Literal["adapter", "merged"] = Field(
+        description="adapter: a LoRA model keeps only its adapters and a reference to the base "
+        "model (a few MB per experiment); merged: whole weights in merged_dtype. A full "
+        "fine-tune always saves whole weights."
+    )
+    merged_dtype: Literal["bfloat16", "float32"] = Field(
+        description="The dtype of whole saved weights (save: merged, or a full fine-tune)."
     )
     lora: LoraConfig
     checkpoint_steps: int | None = Field(
@@ -572,6 +580,20 @@ class TrainConfig(_Strict):
     distributed: DistributedConfig
     sft: SFTTrainConfig
     dpo: DPOTrainConfig
+
+    @model_validator(mode="after")
+    def _dpo_stack_rests_on_base(self) -> TrainConfig:
+        # A DPO adapter stack copies the SFT stack's adapters and names the base model; over
+        # whole SFT weights it would need models/sft too, which no stage that loads it declares.
+        sft_whole = self.sft.finetune == "full" or self.sft.save == "merged"
+        dpo_stack = self.dpo.finetune == "lora" and self.dpo.save == "adapter"
+        if self.dpo.start == "sft" and sft_whole and dpo_stack:
+            raise ValueError(
+                "train.dpo.save: adapter stacks on the base model, but the SFT model it starts "
+                "from is saved as whole weights (train.sft.finetune: full or train.sft.save: "
+                "merged); set train.dpo.save: merged"
+            )
+        return self
 
 
 class IFEvalConfig(_Strict):
@@ -716,6 +738,44 @@ class LLMConfig(_Strict):
     progress: bool
 
 
+class RegistryConfig(_Strict):
+    """Trained models in the MLflow Model Registry (complexif.tracking.models)."""
+
+    enabled: bool = Field(
+        description="Log and register models and their scores (needs MLflow tracking on)."
+    )
+    names: dict[str, str] = Field(
+        description="Registered model name per pipeline model (base, sft, dpo); a model "
+        "without a name is not registered. The base is registered once, as the reference of "
+        "the adapter stacks."
+    )
+    alias: str = Field(min_length=1, description="Alias kept on each name's best version.")
+    alias_metric: str = Field(min_length=1, description="The score that decides the best.")
+    higher_is_better: bool
+    scores: list[str] = Field(
+        min_length=1,
+        description="evaluate's MLflow metric keys copied onto the version as tags.",
+    )
+
+    @field_validator("names")
+    @classmethod
+    def _pipeline_models(cls, v: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(v) - set(PIPELINE_MODELS))
+        if unknown:
+            raise ValueError(f"unknown models {unknown}; the pipeline's are {PIPELINE_MODELS}")
+        if "base" not in v:
+            raise ValueError("needs a name for 'base': adapter stacks refer to it")
+        if len(set(v.values())) != len(v):
+            raise ValueError("two models share a registered name")
+        return v
+
+    @model_validator(mode="after")
+    def _alias_metric_is_a_score(self) -> RegistryConfig:
+        if self.alias_metric not in self.scores:
+            raise ValueError(f"alias_metric {self.alias_metric!r} is not one of scores")
+        return self
+
+
 class ServeConfig(_Strict):
     """Defaults of ``complexif serve`` (every flag overrides one of these)."""
 
@@ -799,6 +859,7 @@ class Params(_Strict):
     train: TrainConfig
     evaluate: EvaluateConfig
     llm: LLMConfig
+    registry: RegistryConfig
     serve: ServeConfig
     orchestration: OrchestrationConfig
 

@@ -9,11 +9,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from complexif.training.common import load_policy, merge_and_save, reload_saved, save_merged
+from complexif.training.common import load_policy, reload_saved, save_output
 from complexif.training.data import sft_dataset
 from complexif.training.sft import sft_trainer
 from tests.conftest import repo_params, updated
-from tests.llm.test_model_source import files
 
 
 def _trainer(model_dir, work, finetune):
@@ -47,20 +46,32 @@ def _trainer(model_dir, work, finetune):
     return trainer, tokenizer
 
 
-@pytest.mark.parametrize("finetune", ["lora", "full"])
-def test_model_rebuilt_from_the_trainers_save_is_the_model_merged_in_place(
-    tiny_model_dir, tmp_path, finetune
+def files(directory):
+    return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("finetune", "save"), [("lora", "merged"), ("lora", "adapter"), ("full", "merged")]
+)
+def test_model_rebuilt_from_the_trainers_save_is_the_model_saved_in_place(
+    tiny_model_dir, tmp_path, finetune, save
 ):
     trainer, tokenizer = _trainer(tiny_model_dir, tmp_path / "work", finetune)
     gathered = tmp_path / "gathered"
     trainer.save_model(str(gathered))
     assert (gathered / "adapter_config.json").is_file() is (finetune == "lora")
-    save_merged(reload_saved(gathered, tiny_model_dir), tokenizer, tmp_path / "rebuilt")
-    merge_and_save(trainer, tokenizer, tmp_path / "in_place")
-    rebuilt, in_place = files(tmp_path / "rebuilt"), files(tmp_path / "in_place")
+    rebuilt = reload_saved(gathered, tiny_model_dir)
+    # The same output name in two places, as the stage's out on two machines.
+    out_rebuilt, out_in_place = tmp_path / "rebuilt" / "sft", tmp_path / "in_place" / "sft"
+    save_output(rebuilt, tokenizer, out_rebuilt, tiny_model_dir, save, "float32")
+    save_output(trainer.model, tokenizer, out_in_place, tiny_model_dir, save, "float32")
+    rebuilt, in_place = files(out_rebuilt), files(out_in_place)
     assert rebuilt.keys() == in_place.keys()
     assert [name for name in rebuilt if rebuilt[name] != in_place[name]] == []
+    if save == "adapter":
+        assert (out_rebuilt / "adapters" / "sft" / "adapter_model.safetensors").is_file()
+        return
     # The weights moved: the comparison above is between trained models.
-    merged = load_file(str(tmp_path / "rebuilt" / "model.safetensors"))
+    merged = load_file(str(out_rebuilt / "model.safetensors"))
     base = load_file(str(tiny_model_dir / "model.safetensors"))
     assert any(not torch.equal(merged[k], base[k]) for k in base if k in merged)

@@ -10,8 +10,9 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import torch
 
-from complexif.training.common import TrainResult, merge_and_save
+from complexif.training.common import TrainResult, save_merged
 from complexif.training.report import log_training
 from tests.llm.test_model_source import as_transformers, files
 
@@ -75,7 +76,7 @@ def test_trained_model_is_saved_with_the_same_bytes_under_any_transformers_relea
     for i, version in enumerate(["5.3.1", "5.99.0"]):
         with monkeypatch.context() as m:
             as_transformers(m, version)
-            merge_and_save(trainer, tokenizer, tmp_path / f"sft{i}")
+            save_merged(trainer.model, tokenizer, tmp_path / f"sft{i}", torch.float32)
         outputs.append(files(tmp_path / f"sft{i}"))
     assert outputs[0].keys() == outputs[1].keys()
     assert [n for n in outputs[0] if outputs[0][n] != outputs[1][n]] == []

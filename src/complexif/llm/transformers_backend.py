@@ -48,8 +48,11 @@ def _cpu_has_fast_bf16() -> bool:
 
 
 def load_model_and_tokenizer(path: str | Path, device: str, dtype: str):
-    """Load a causal LM and its tokenizer, ready for left-padded batched generation."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """Load a causal LM (a plain directory or an adapter stack) and its tokenizer, ready for
+    left-padded batched generation."""
+    from transformers import AutoTokenizer
+
+    from complexif.llm.stored_model import load_causal_lm
 
     device = resolve_device(device)
     if dtype == "auto":
@@ -60,7 +63,7 @@ def load_model_and_tokenizer(path: str | Path, device: str, dtype: str):
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype)
+    model = load_causal_lm(path, torch_dtype)
     model.to(device)
     model.eval()
     return model, tokenizer

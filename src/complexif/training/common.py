@@ -1,5 +1,5 @@
 """Pieces shared by SFT and DPO: LoRA or full fine-tuning, device flags, resumable checkpoints,
-merge-and-save, loss history.
+saving (an adapter stack or whole weights), loss history.
 
 Every function here runs in each process of a multi-process run (``train.distributed``); the
 trainer splits each batch between them, and only the main process writes the model. The
@@ -24,6 +24,7 @@ import torch
 from complexif.config import LoraConfig, TrainCommon
 from complexif.ids import content_id
 from complexif.llm.model_source import save_model_dir
+from complexif.llm.stored_model import load_causal_lm, save_stack
 from complexif.llm.transformers_backend import (
     model_fingerprint,
     resolve_device,
@@ -96,7 +97,7 @@ def train_precision(precision: str, device: str) -> str:
 def load_policy(model_dir: str | Path, device: str, precision: str):
     """The model to train and its tokenizer. On a GPU a bf16 run holds the frozen weights in
     bf16; on a CPU they stay fp32 under autocast (bf16 storage measured slower there)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     device = resolve_device(device)
     bf16 = train_precision(precision, device) == "bfloat16"
@@ -104,8 +105,7 @@ def load_policy(model_dir: str | Path, device: str, precision: str):
     tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=dtype)
-    return model, tokenizer
+    return load_causal_lm(model_dir, dtype), tokenizer
 
 
 CHECKPOINT_ROOT = Path(".cache/complexif/checkpoints")
@@ -175,8 +175,10 @@ def fit(
     n_rows: int,
     unit: str,
     start_dir: str | Path,
+    cfg: TrainCommon,
 ) -> TrainResult:
-    """Train (resuming from the last whole checkpoint in ``work`` if any), merge, save.
+    """Train (resuming from the last whole checkpoint in ``work`` if any) and save as ``cfg.save``
+    says.
 
     In a multi-process run every process calls this; the main one alone clears cut-off
     checkpoints (the others wait, so all agree on whether to resume) and writes ``out_dir``.
@@ -188,16 +190,16 @@ def fit(
     if resume:
         log.info("resuming from the last checkpoint in %s", work)
     out = trainer.train(resume_from_checkpoint=True if resume else None)
-    save_trained(trainer, tokenizer, out_dir, start_dir, work)
+    save_trained(trainer, tokenizer, out_dir, start_dir, work, cfg)
     metrics = {k: float(v) for k, v in out.metrics.items() if isinstance(v, int | float)}
     metrics[unit] = float(n_rows)
     return TrainResult(metrics=metrics, history=loss_history(trainer))
 
 
 def save_trained(
-    trainer, tokenizer, out_dir: str | Path, start_dir: str | Path, scratch: Path
+    trainer, tokenizer, out_dir: str | Path, start_dir: str | Path, scratch: Path, cfg: TrainCommon
 ) -> None:
-    """Write the trained model to ``out_dir`` (merged, plain), from the main process only.
+    """Write the trained model to ``out_dir`` (see :func:`save_output`), from the main process.
 
     Under FSDP or DeepSpeed a process may hold only a shard of the weights: the trainer's own
     save gathers them (every process takes part) into ``scratch``, and the main process rebuilds
@@ -209,9 +211,10 @@ def save_trained(
         gathered = scratch / "gathered"
         trainer.save_model(str(gathered))
         if trainer.is_world_process_zero():
-            save_merged(reload_saved(gathered, start_dir), tokenizer, out_dir)
+            model = reload_saved(gathered, start_dir)
+            save_output(model, tokenizer, out_dir, start_dir, cfg.save, cfg.merged_dtype)
     elif trainer.is_world_process_zero():
-        merge_and_save(trainer, tokenizer, out_dir)
+        save_output(trainer.model, tokenizer, out_dir, start_dir, cfg.save, cfg.merged_dtype)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -223,21 +226,28 @@ def reload_saved(saved: Path, start_dir: str | Path):
     if (saved / "adapter_config.json").is_file():
         from peft import PeftModel
 
-        base = AutoModelForCausalLM.from_pretrained(str(start_dir), dtype=torch.float32)
-        return PeftModel.from_pretrained(base, str(saved))
+        return PeftModel.from_pretrained(load_causal_lm(start_dir, torch.float32), str(saved))
     return AutoModelForCausalLM.from_pretrained(str(saved), dtype=torch.float32)
 
 
-def merge_and_save(trainer, tokenizer, out_dir: str | Path) -> None:
-    """Merge the LoRA adapter into the weights so later stages load a plain model directory."""
-    save_merged(trainer.model, tokenizer, out_dir)
+def save_output(
+    model, tokenizer, out_dir: str | Path, start_dir: str | Path, save: str, merged_dtype: str
+) -> None:
+    """A LoRA model with ``save: adapter`` is stored as an adapter stack over the base model
+    (:mod:`complexif.llm.stored_model`); anything else (``save: merged``, a full fine-tune) as
+    whole weights in ``merged_dtype``."""
+    if save == "adapter" and hasattr(model, "merge_and_unload"):
+        save_stack(model, tokenizer, out_dir, start_dir)
+    else:
+        save_merged(model, tokenizer, out_dir, getattr(torch, merged_dtype))
 
 
-def save_merged(model, tokenizer, out_dir: str | Path) -> None:
-    """Save ``model`` (a LoRA adapter merged into its weights first) as a plain fp32 directory."""
+def save_merged(model, tokenizer, out_dir: str | Path, dtype: torch.dtype) -> None:
+    """Save ``model`` (a LoRA adapter merged into its weights first) as a plain directory of
+    ``dtype`` weights."""
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
-    model = model.to(torch.float32) if model.dtype != torch.float32 else model
+    model = model.to(dtype) if model.dtype != dtype else model
     # Trainers switch the KV cache off for training; the saved model is for generation.
     model.config.use_cache = True
     save_model_dir(model, tokenizer, out_dir)

@@ -58,4 +58,4 @@ def train_dpo(
             processing_class=tokenizer,
             peft_config=peft_config(cfg),
         )
-        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_pairs", start_dir)
+        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_pairs", start_dir, cfg)

@@ -66,7 +66,7 @@ def train_sft(
             curriculum=curriculum,
             report_to=report_to,
         )
-        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_examples", base_dir)
+        return fit(trainer, work, tokenizer, out_dir, len(dataset), "n_examples", base_dir, cfg)
 
 
 def sft_trainer(
