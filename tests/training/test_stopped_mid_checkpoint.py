@@ -70,4 +70,4 @@ def test_a_checkpoint_cut_off_mid_save_is_dropped_and_training_resumes_before_it
     # Training went on from checkpoint-2 (steps 3 to 6); the cut-off checkpoint-4 was not trusted.
     assert steps_run == [3, 4, 5, 6]
     assert [row["step"] for row in resumed.history] == [1, 2, 3, 4, 5, 6]
-    assert (tmp_path / "m" / "model.safetensors").exists()
+    assert (tmp_path / "m" / "complexif-model.json").exists()

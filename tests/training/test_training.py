@@ -1,5 +1,7 @@
 """SFT and DPO run for real (2 steps) on a tiny local model and write a loadable merged model."""
 
+import shutil
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -68,8 +70,11 @@ def test_dpo_dataset_keeps_conversational_columns():
     assert set(ds.column_names) == {"prompt", "chosen", "rejected"}
 
 
+MERGED = {"save": "merged", "merged_dtype": "float32"}
+
+
 def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
-    cfg = _sft_cfg(learning_rate=1e-2)
+    cfg = _sft_cfg(learning_rate=1e-2, **MERGED)
     sft = train_sft(
         _sft_records(), tiny_model_dir, tmp_path / "sft", cfg, device="cpu", curriculum=True
     )
@@ -81,7 +86,7 @@ def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
     assert set(sft_w) <= set(base_w)
     assert any(not torch.equal(base_w[k], sft_w[k]) for k in sft_w)
 
-    dcfg = _dpo_cfg(learning_rate=1e-2)
+    dcfg = _dpo_cfg(learning_rate=1e-2, **MERGED)
     dpo = train_dpo(_dpo_records(), tmp_path / "sft", tmp_path / "dpo", dcfg, device="cpu")
     assert len(dpo.history) == 2
     assert "rewards/margins" in dpo.history[-1]
@@ -89,6 +94,26 @@ def test_sft_then_dpo_train_and_save_merged_models(tiny_model_dir, tmp_path):
     assert any(
         not torch.equal(sft_w[k], v) for k, v in _weights(tmp_path / "dpo").items() if k in sft_w
     )
+
+
+def test_sft_then_dpo_store_adapter_stacks_over_the_base(tiny_model_dir, tmp_path):
+    from complexif.llm.stored_model import load_causal_lm, read_stack
+
+    models = tmp_path / "models"
+    shutil.copytree(tiny_model_dir, models / "base")
+    cfg = _sft_cfg(learning_rate=1e-2)
+    assert cfg.save == "adapter"  # the shipped default
+    train_sft(_sft_records(), models / "base", models / "sft", cfg, device="cpu", curriculum=True)
+    train_dpo(_dpo_records(), models / "sft", models / "dpo", _dpo_cfg(), device="cpu")
+    stack = read_stack(models / "dpo")
+    assert stack is not None
+    assert (stack.base, stack.adapters) == ("../base", ("adapters/sft", "adapters/dpo"))
+    assert not list(models.glob("[sd]*/model.safetensors"))
+    weights = [
+        load_causal_lm(models / m, torch.float32).state_dict() for m in ("base", "sft", "dpo")
+    ]
+    for before, after in zip(weights, weights[1:], strict=False):
+        assert any(not torch.equal(before[k], after[k]) for k in before)
 
 
 def test_dpo_sft_loss_weight_adds_the_nll_of_chosen(tiny_model_dir, tmp_path):
@@ -159,7 +184,7 @@ def test_precision_sets_mixed_precision_and_saved_models_generate_with_a_cache(
 
     assert trainer_kwargs(_sft_cfg(precision="bfloat16"), "cpu", Path("x"), [])["bf16"]
     assert not trainer_kwargs(_sft_cfg(precision="float32"), "cpu", Path("x"), [])["bf16"]
-    cfg = _sft_cfg(max_steps=1, precision="bfloat16")
+    cfg = _sft_cfg(max_steps=1, precision="bfloat16", **MERGED)
     result = train_sft(
         _sft_records(2), tiny_model_dir, tmp_path / "m", cfg, device="cpu", curriculum=True
     )
@@ -174,7 +199,7 @@ def test_dpo_refuses_padding_free():
 
 
 def test_full_fine_tune_changes_every_weight_matrix(tiny_model_dir, tmp_path):
-    cfg = _sft_cfg(learning_rate=1e-2, finetune="full")
+    cfg = _sft_cfg(learning_rate=1e-2, finetune="full", merged_dtype="float32")
     train_sft(_sft_records(), tiny_model_dir, tmp_path / "full", cfg, device="cpu", curriculum=True)
     before, after = _weights(tiny_model_dir), _weights(tmp_path / "full")
     assert set(after) == set(before)  # a plain model, no adapter keys
@@ -182,7 +207,7 @@ def test_full_fine_tune_changes_every_weight_matrix(tiny_model_dir, tmp_path):
     # Every projection and the embeddings move, not just a low-rank update of some.
     assert any("embed_tokens" in k for k in changed)
     assert all(any(p in k for k in changed) for p in ("q_proj", "mlp.down_proj"))
-    dcfg = _dpo_cfg(max_steps=1, learning_rate=5e-5, finetune="full")
+    dcfg = _dpo_cfg(max_steps=1, learning_rate=5e-5, finetune="full", merged_dtype="float32")
     result = train_dpo(_dpo_records(), tmp_path / "full", tmp_path / "dpo", dcfg, device="cpu")
     assert result.metrics["n_pairs"] == 4
 
@@ -219,7 +244,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny_model_dir, tmp_path
     assert steps_run == [3, 4]
     assert [row["step"] for row in resumed.history] == [1, 2, 3, 4]
     assert not work.exists()
-    assert (tmp_path / "m" / "model.safetensors").exists()
+    assert (tmp_path / "m" / "complexif-model.json").exists()
 
 
 def test_general_data_is_mixed_in_evenly(tmp_path):
