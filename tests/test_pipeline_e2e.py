@@ -216,3 +216,46 @@ def test_a_tampered_verified_answer_is_stopped_by_the_gate(tiny_repo):
         assert not sft_path.exists() or sft_path.read_text() == sft_before
     finally:
         path.write_text(original)
+
+
+def test_the_registry_holds_scored_sft_and_dpo_and_serves_models_dpo(tiny_repo, monkeypatch):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from complexif.config import load_params
+    from complexif.llm.base import ChatRequest, GenerationParams
+    from complexif.llm.transformers_backend import TransformersLLM
+    from complexif.tracking.models import chat_settings
+
+    repo, env = tiny_repo
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    for name in ("complexif-sft", "complexif-dpo"):
+        versions = client.search_model_versions(f"name = '{name}'")
+        assert versions, name
+        best = client.get_model_version_by_alias(name, "best")
+        assert 0.0 <= float(best.tags["ifeval.prompt_level_strict_acc"]) <= 1.0
+        assert best.tags["complexif.registered_by"] == f"train_{name.split('-')[1]}"
+    # The base was logged once, as the reference of both adapter stacks.
+    assert len(client.search_model_versions("name = 'complexif-base'")) == 1
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", env["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
+    try:
+        loaded = mlflow.pyfunc.load_model("models:/complexif-dpo@best")
+        prompts = ["List three fruits.", "Write one sentence about the sea, in lowercase."]
+        answers = loaded.predict(prompts, params={"max_new_tokens": 24})
+    finally:
+        mlflow.set_tracking_uri(None)
+    params = load_params(repo / "params.yaml")
+    s = chat_settings(params)
+    llm = TransformersLLM(
+        repo / "models/dpo", s.batch_size, s.device, engine=s.engine, precision=s.precision
+    )
+    greedy = GenerationParams(max_new_tokens=24, temperature=0.0, top_p=1.0, seed=0, n=1)
+    requests = [
+        ChatRequest(id=str(i), messages=({"role": "user", "content": p},), params=greedy)
+        for i, p in enumerate(prompts)
+    ]
+    assert answers == [r.text for r in llm.generate(requests, progress=False)]
+    assert any(a.strip() for a in answers)
