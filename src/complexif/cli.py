@@ -375,6 +375,50 @@ def register_serve(groups: Groups) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# complexif models merge
+
+
+def _models_merge(args: argparse.Namespace) -> int:
+    import torch
+
+    from complexif.config import load_params
+    from complexif.llm.stored_model import write_merged
+    from complexif.tracking.models import download_model_dir, is_registry_uri
+
+    source = args.source
+    params = load_params(args.params)
+    dtype = args.dtype or params.train.sft.merged_dtype
+    if is_registry_uri(source):
+        path = download_model_dir(source)
+    else:
+        path = params.paths.resolve_model(source)
+    if not path.is_dir():
+        print(f"error: model directory {path} not found", file=sys.stderr)
+        return EXIT_ERROR
+    write_merged(path, args.out, getattr(torch, dtype))
+    print(f"wrote {source} as whole {dtype} weights to {args.out}")
+    return EXIT_OK
+
+
+def register_models(groups: Groups) -> None:
+    group = groups.add_parser("models", help="stored and registered models")
+    sub = group.add_subparsers(dest="action", required=True)
+    merge = sub.add_parser(
+        "merge",
+        help="write a model (an adapter stack, a registered model) as whole weights",
+        description="A trained model is stored as LoRA adapters over models/base; tools that "
+        "load only whole weights (vllm serve, the hub) get a merged copy from this.",
+    )
+    merge.add_argument("source", help="sft/dpo, a model directory, or models:/NAME@ALIAS")
+    merge.add_argument("out", type=Path, help="the directory to write (replaced atomically)")
+    merge.add_argument(
+        "--dtype", choices=["bfloat16", "float32"], help="default: params train.sft.merged_dtype"
+    )
+    merge.add_argument("--params", type=Path, default=Path("params.yaml"))
+    merge.set_defaults(handler=_models_merge)
+
+
+# --------------------------------------------------------------------------------------------
 # complexif cache ...
 
 
@@ -443,6 +487,7 @@ GROUP_REGISTRARS: list[Registrar] = [
     register_infobench,
     register_params,
     register_serve,
+    register_models,
     register_cache,
 ]
 

@@ -159,3 +159,19 @@ def test_saving_a_stack_twice_writes_the_same_bytes(models: Path) -> None:
     )
     assert a.keys() == b.keys()
     assert [k for k in a if a[k] != b[k]] == []
+
+
+def test_complexif_models_merge_writes_the_stack_as_whole_weights(models: Path) -> None:
+    from complexif.cli import main
+    from tests.conftest import REPO_ROOT
+
+    base = models / "base"
+    tokenizer = _tokenizer(base)
+    save_stack(_lora(load_causal_lm(base, F32), seed=4), tokenizer, models / "sft", base)
+    params = str(REPO_ROOT / "params.yaml")
+    out = models / "sft-whole"
+    argv = ["models", "merge", str(models / "sft"), str(out), "--dtype", "float32"]
+    assert main([*argv, "--params", params]) == 0
+    assert read_stack(out) is None and (out / "model.safetensors").is_file()
+    assert _same_weights(load_causal_lm(out, F32), load_causal_lm(models / "sft", F32))
+    assert main(["models", "merge", str(models / "nope"), str(out), "--params", params]) == 2

@@ -201,3 +201,16 @@ def _set_adapter_base(adapter_dir: Path) -> None:
 def stored_bytes(model_dir: str | Path) -> int:
     """Bytes a model directory takes on disk (what DVC caches for it)."""
     return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file())
+
+
+def write_merged(model_dir: str | Path, out_dir: str | Path, dtype: Any) -> None:
+    """Write ``model_dir`` (a stack or whole weights) as a plain directory of ``dtype`` weights,
+    for tools that load only those (``vllm serve``, the hub)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from complexif.llm.model_source import save_model_dir
+
+    model = load_causal_lm(model_dir, torch.float32).to(dtype)
+    model.config.use_cache = True
+    save_model_dir(model, AutoTokenizer.from_pretrained(str(model_dir)), out_dir)
