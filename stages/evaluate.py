@@ -2,6 +2,7 @@
 FollowBench, InFoBench) -> data/eval/<model>/<benchmark>/ and metrics/evaluate/<model>/."""
 
 import argparse
+from pathlib import Path
 
 from complexif.evaluation.benchmarks import evaluate_model, numeric
 from complexif.evaluation.judging import judge_session
@@ -17,6 +18,8 @@ def main(params, run, model: str) -> None:
     with judge_session(f"evaluate@{model}", params, run) as judge:
         results = evaluate_model(llm, params, model, judge)
     run.log_metrics({name: numeric(metrics) for name, metrics in results.items()})
+    # Evidence: every response and per-prompt verdict behind the numbers.
+    run.log_artifact(Path(params.paths.eval_dir) / model, artifact_path="eval")
     # Who judged with which prompt version: tags, so runs can be filtered by judge.
     for name, metrics in results.items():
         run.set_tags({f"{name}.judge.{k}": v for k, v in metrics.get("judge", {}).items()})
