@@ -6,6 +6,8 @@ dependencies, parameters and outputs are unchanged, so a second run of the flow 
 stage as ``up-to-date``. Prefect never caches anything itself (``NO_CACHE``): DVC is the single
 source of truth for what is stale. With ``orchestration.push`` (params.yaml) and a default DVC
 remote, every stage that ran pushes its outputs there.
+A stage DVC restores from its run cache runs no command and so logs nothing itself: the task
+records it in MLflow (:mod:`complexif.tracking.restored`).
 
 The stage list is not written down here: it is read from ``dvc.yaml`` through DVC's own parser
 (``foreach`` stages expand to ``evaluate@base``, ``evaluate@sft``, ...), in dependency order.
@@ -27,7 +29,10 @@ Three modes:
   ``allow_dirty``); the overrides are written to ``params.yaml`` as ``dvc exp run -S`` would, the
   selected stages and everything upstream of them run one task each, and the result is saved
   with ``dvc exp save`` (``dvc exp show`` lists it). The workspace is left with the
-  experiment's params and results applied, as after ``dvc exp run``.
+  experiment's params and results applied, as after ``dvc exp run``. The experiment's name is
+  fixed before the first stage (a DVC-style random one when none is given) and handed to the
+  stages, so each MLflow run carries it; once saved, the experiment's commit is tagged on the
+  pipeline run and every stage run (:mod:`complexif.tracking.run`, lineage tags).
 - Dispatch (``dispatch``): each stage runs as a flow run of the ``complexif-stage`` deployment
   of its work pool (:mod:`flows.stage`: ``gpu`` stages on the GPU pool, the rest on the CPU
   pool), on a worker's own clone at the commit the previous stage left on
@@ -77,13 +82,17 @@ from complexif.orchestration.dvc import (
 )
 from complexif.orchestration.experiment import (
     apply_overrides,
+    experiment_rev,
+    random_name,
     save_command,
     saved_name,
     upstream_closure,
 )
-from complexif.orchestration.git import clone, remote_url, require_clean
+from complexif.orchestration.git import clone, head, remote_url, require_clean
 from complexif.orchestration.stage_run import reproduce
 from complexif.tracking.pipeline import pipeline_run
+from complexif.tracking.restored import restored_recorder
+from complexif.tracking.run import Lineage
 
 FLOW_NAME = "complexif-pipeline"
 ARTIFACT_KEY = "complexif-pipeline-summary"
@@ -150,8 +159,16 @@ def run_dvc_stage(
     get_run_logger().info(
         "$ %s  (in %s)", format_command(repro_command(stage, force=force)), workdir
     )
+    env = stage_env()
     outcome = reproduce(
-        workdir, stage, force=force, push=push, on_line=_logger_sink(), env=stage_env()
+        workdir,
+        stage,
+        force=force,
+        push=push,
+        on_line=_logger_sink(),
+        env=env,
+        # DVC never starts a stage it restores from the run cache: record it in MLflow here.
+        on_outcome=restored_recorder(workdir, env),
     )
     return {
         "status": outcome.status,
@@ -261,15 +278,23 @@ def complexif_pipeline(
     if experiment and not allow_dirty:
         require_clean(root, "the workspace")
 
-    run_name = f"pipeline {experiment_name or flow_run.name or ''}".strip()
+    lineage = Lineage(prefect_flow_run=str(flow_run.id) if flow_run.id else None)
+    if experiment:
+        # The name is fixed before any stage runs (DVC would pick it only at `dvc exp save`),
+        # so every stage's MLflow run can be found by it.
+        baseline = head(root)
+        lineage = Lineage(
+            experiment_name or random_name(root, baseline), baseline, lineage.prefect_flow_run
+        )
+    run_name = f"pipeline {lineage.experiment or flow_run.name or ''}".strip()
     parent_tags = {
-        "prefect.flow_run_id": flow_run.id or "",
-        "complexif.mode": "dispatch" if dispatch else "experiment" if experiment else "local",
+        "complexif.mode": "dispatch" if dispatch else "experiment" if experiment else "local"
     }
     if experiment:
         parent_tags["complexif.overrides"] = json.dumps(params_overrides or {}, sort_keys=True)
-    # One parent MLflow run per flow run: every stage run started meanwhile nests under it.
-    with pipeline_run(root, name=run_name, tags=parent_tags) as parent:
+    # One parent MLflow run per flow run: every stage run started meanwhile nests under it and
+    # carries the same lineage tags.
+    with pipeline_run(root, name=run_name, tags=parent_tags, lineage=lineage) as parent:
         if dispatch:
             if config is None:
                 raise ValueError(f"{root}/params.yaml has no orchestration section to dispatch by")
@@ -305,10 +330,12 @@ def complexif_pipeline(
             header.insert(0, mode)
             if experiment and error is None:
                 try:
-                    name = save_experiment(str(root), experiment_name, force)
+                    name = save_experiment(str(root), lineage.experiment, force)
                     header.append(f"Saved as experiment `{name}` (dvc exp show)")
                 except Exception as exc:
                     error = exc
+                else:
+                    _tag_experiment_revision(parent, root, lineage.baseline_rev, name)
         parent.log_metrics({f"duration_s.{s}": v["duration_s"] for s, v in summary.items()})
         parent.failed = error is not None
 
@@ -320,6 +347,26 @@ def complexif_pipeline(
     if error is not None:
         raise error
     return summary
+
+
+def _tag_experiment_revision(parent: Any, root: Path, baseline: str | None, name: str) -> None:
+    """Tag the pipeline's MLflow run and its stage runs with the commit ``dvc exp save`` made.
+    The experiment is saved already: a tracking failure here is a warning, not the flow's."""
+    logger = get_run_logger()
+    rev = experiment_rev(root, baseline, name) if baseline and name else None
+    if rev is None:
+        logger.warning(
+            "experiment %s on %s: no commit found, runs not tagged with it", name, baseline
+        )
+        return
+    try:
+        tagged = parent.tag_experiment_revision(rev)
+    except Exception:
+        logger.warning(
+            "could not tag the MLflow runs with experiment commit %s", rev, exc_info=True
+        )
+        return
+    logger.info("experiment %s is commit %s; tagged %d MLflow run(s)", name, rev, len(tagged))
 
 
 def _run_stages(

@@ -29,12 +29,14 @@ from uuid import UUID
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 from prefect.tasks import Task
 
 from complexif.orchestration.deployments import CHECKOUT_ENV
 from complexif.orchestration.dvc import stage_env
 from complexif.orchestration.stage_run import reproduce_at_commit
-from complexif.tracking.run import ENV_PARENT_RUN_ID, ENV_TRACKING_URI
+from complexif.tracking.restored import restored_recorder
+from complexif.tracking.run import ENV_PARENT_RUN_ID, ENV_PREFECT_FLOW_RUN, ENV_TRACKING_URI
 from flows.pipeline import stage_tags
 
 STAGE_FLOW_NAME = "complexif-stage"
@@ -76,6 +78,8 @@ def run_stage_at_commit(
         force=force,
         on_line=lambda line: logger.info("%s", line) if line else None,
         env=env,
+        # DVC never starts a stage it restores from the run cache: record it in MLflow here.
+        on_outcome=restored_recorder(root, env),
     )
     return outcome.as_dict()
 
@@ -104,6 +108,9 @@ def complexif_stage(
             worker logs to the same store.
     """
     env = stage_env()
+    # The stage's MLflow run names the flow run that ran it (this one, on the worker).
+    if flow_run.id:
+        env[ENV_PREFECT_FLOW_RUN] = str(flow_run.id)
     if mlflow_parent_run_id and env.get(ENV_TRACKING_URI) == mlflow_tracking_uri:
         env[ENV_PARENT_RUN_ID] = mlflow_parent_run_id
     else:

@@ -2,6 +2,7 @@
 FollowBench, InFoBench) -> data/eval/<model>/<benchmark>/ and metrics/evaluate/<model>/."""
 
 import argparse
+from pathlib import Path
 
 from complexif.evaluation.benchmarks import evaluate_model, numeric
 from complexif.evaluation.judging import judge_session
@@ -20,6 +21,8 @@ def main(params, run, model: str) -> None:
         results = evaluate_model(llm, params, model, judge)
     scores = {name: numeric(metrics) for name, metrics in results.items()}
     run.log_metrics(scores)
+    # Evidence: every response and per-prompt verdict behind the numbers.
+    run.log_artifact(Path(params.paths.eval_dir) / model, artifact_path="eval")
     record_evaluation(params, model, run, flatten_metrics(scores))
     # Who judged with which prompt version: tags, so runs can be filtered by judge.
     for name, metrics in results.items():

@@ -23,6 +23,7 @@ from complexif.constraints.errors import ConstraintError
 from complexif.evaluation.cli import register_followbench, register_infobench
 from complexif.evaluation.ifeval import MissingResponseError
 from complexif.io import DataError, read_text
+from complexif.tracking.cli import register_runs
 
 Groups = Any  # argparse's private _SubParsersAction
 Registrar = Callable[[Groups], None]
@@ -489,6 +490,7 @@ GROUP_REGISTRARS: list[Registrar] = [
     register_serve,
     register_models,
     register_cache,
+    register_runs,
 ]
 
 

@@ -176,6 +176,7 @@ def _run_stage(
     from complexif.llm.session import TooManyFailures
     from complexif.quality.gate import GateFailed
     from complexif.tracking import StageRun, stage_run
+    from complexif.tracking.inputs import log_stage_inputs
 
     try:
         params = load_params(os.environ.get("COMPLEXIF_PARAMS", "params.yaml"))
@@ -186,6 +187,8 @@ def _run_stage(
         logged = {s: params.model_dump(mode="json")[s] for s in sections}
         tracked = stage_run(name, logged) if is_main_process() else nullcontext(StageRun(name))
         with tracked as run:
+            # What the stage reads, with DVC's hashes: lineage from data to this run.
+            log_stage_inputs(run, name)
             body(params, run)
     except (
         GateFailed,

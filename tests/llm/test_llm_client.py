@@ -435,9 +435,13 @@ def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_
         def __init__(self, run_id: str) -> None:
             self.run_id = run_id
             self.metrics: dict[str, float] = {}
+            self.artifacts: list[Path] = []
 
         def log_metrics(self, metrics: dict[str, float]) -> None:
             self.metrics.update(metrics)
+
+        def log_artifact(self, path: Path) -> None:
+            self.artifacts.append(Path(path))
 
     runs = [Run("0123abcd"), Run("4567ef01")]
     caplog.set_level(logging.INFO, logger="complexif.llm.session")
@@ -452,4 +456,6 @@ def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_
     )
     assert runs[0].metrics["llm.student.cache_hits_earlier_runs"] == 0.0
     assert runs[1].metrics["llm.student.cache_hits_earlier_runs"] == 4.0
+    # No request failed, and the (empty) failure ledger is kept with each run as evidence.
+    assert [r.artifacts for r in runs] == [[tmp_path / "ledger" / "respond.jsonl"]] * 2
     assert server_stats(echo_server)["requests"] == 4

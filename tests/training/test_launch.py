@@ -336,6 +336,9 @@ class _Run:
     def log_metrics(self, metrics, step=None) -> None:
         self.logged.append(metrics)
 
+    def log_artifact(self, path, artifact_path=None) -> None:
+        self.logged.append(str(path))
+
 
 @pytest.mark.parametrize(("rank", "writes"), [("0", True), ("1", False)])
 def test_only_the_main_process_writes_metrics_and_curve(monkeypatch, tmp_path, rank, writes):

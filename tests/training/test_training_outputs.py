@@ -29,9 +29,13 @@ MODEL_FIGURES = {
 class RecordingRun:
     def __init__(self) -> None:
         self.metrics: dict[str, float] = {}
+        self.artifacts: list[str] = []
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         self.metrics.update(metrics)
+
+    def log_artifact(self, path: Any, artifact_path: str | None = None) -> None:
+        self.artifacts.append(str(path))
 
 
 def _result(runtime: float) -> TrainResult:
@@ -59,6 +63,8 @@ def test_metrics_file_is_identical_across_runs_of_different_speed(tmp_path: Path
     # The speed figures are still recorded, in MLflow.
     assert runs[0].metrics["final.train_runtime"] == 193.4878
     assert runs[1].metrics["final.train_runtime"] == 268.4857
+    # The loss curve DVC plots is kept with the run too.
+    assert runs[0].artifacts == [str(tmp_path / "c0.csv")]
     assert {"final.train_samples_per_second", "final.train_steps_per_second"} <= set(
         runs[0].metrics
     )

@@ -96,8 +96,8 @@ class LLMSession:
         self.ledger.write(self.ledger_path)
         if run is not None:
             run.log_metrics(metrics)
-            if self.ledger.entries:
-                run.log_artifact(self.ledger_path)
+            # Evidence either way: an empty ledger records that no request failed.
+            run.log_artifact(self.ledger_path)
         for role, usage in sorted(self.meter.by_role.items()):
             log.info(
                 "%s/%s: %d calls, %d cached, %d retries, %d failed, %d+%d tokens, $%.4f",

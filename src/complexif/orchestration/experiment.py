@@ -87,3 +87,25 @@ def saved_name(lines: Sequence[str]) -> str | None:
         if match:
             return match["name"]
     return None
+
+
+def random_name(workdir: str | os.PathLike[str], baseline_rev: str) -> str:
+    """A fresh experiment name as DVC makes them (``dvc exp run`` without ``--name``), chosen
+    before the stages run so their MLflow runs can carry it."""
+    from dvc.repo.experiments.utils import get_random_exp_name
+    from dvc.scm import SCM
+
+    return get_random_exp_name(SCM(os.fspath(workdir)), baseline_rev)
+
+
+def experiment_rev(workdir: str | os.PathLike[str], baseline_rev: str, name: str) -> str | None:
+    """The commit of experiment ``name`` on ``baseline_rev`` (what ``dvc exp save`` made); None
+    if there is no such experiment."""
+    from dvc.repo.experiments.refs import ExpRefInfo
+
+    from complexif.orchestration.git import GitError, git
+
+    try:
+        return git(workdir, "rev-parse", "--verify", "--quiet", str(ExpRefInfo(baseline_rev, name)))
+    except GitError:
+        return None

@@ -93,10 +93,13 @@ def reproduce(
     push: bool,
     on_line: LineSink = lambda line: None,
     env: Mapping[str, str] | None = None,
+    on_outcome: Callable[[StageOutcome], None] | None = None,
 ) -> StageOutcome:
     """``dvc repro --single-item STAGE`` in ``root``; with ``push``, then ``dvc push STAGE``
     when the stage produced something (a stage DVC skipped has nothing new to upload).
-    Raises :class:`StageFailedError` (the output's tail in its message) when a command fails."""
+    Raises :class:`StageFailedError` (the output's tail in its message) when a command fails.
+    ``on_outcome`` is called with the outcome while the workspace still holds the stage's
+    result (its ``dvc.lock`` entry): how a restored stage gets its MLflow record."""
     root = Path(root)
     tracker = StageTracker()
     duration = _run(repro_command(stage, force=force), stage, root, on_line, env, tracker)
@@ -108,7 +111,10 @@ def reproduce(
         else:
             duration += _run(push_command(stage), stage, root, on_line, env)
             pushed = True
-    return StageOutcome(stage=stage, status=status, duration_s=duration, pushed=pushed)
+    outcome = StageOutcome(stage=stage, status=status, duration_s=duration, pushed=pushed)
+    if on_outcome is not None:
+        on_outcome(outcome)
+    return outcome
 
 
 def discard_changes(root: Path) -> None:
@@ -145,6 +151,7 @@ def reproduce_at_commit(
     force: bool = False,
     on_line: LineSink = lambda line: None,
     env: Mapping[str, str] | None = None,
+    on_outcome: Callable[[StageOutcome], None] | None = None,
 ) -> StageOutcome:
     """Run ``stage`` as a worker: check ``root`` (a clean clone) out at ``commit``; if the stage
     is up to date there, do nothing (not even download its data); otherwise pull the upstream
@@ -171,7 +178,16 @@ def reproduce_at_commit(
             if plan.inputs:
                 on_line(f"pulling {', '.join(plan.inputs)}")
                 _run(pull_command(plan.inputs), stage, root, on_line, env)
-            outcome = reproduce(root, stage, force=force, push=True, on_line=on_line, env=env)
+            # on_outcome runs inside the checkout lock, before another stage moves the clone.
+            outcome = reproduce(
+                root,
+                stage,
+                force=force,
+                push=True,
+                on_line=on_line,
+                env=env,
+                on_outcome=on_outcome,
+            )
             stray = [p for p in dirty_paths(root) if not plan.is_result(p)]
             if stray:
                 # Committing them would ship files nobody declared: dvc.yaml is missing them.

@@ -15,6 +15,12 @@ Environment:
   COMPLEXIF_PARENT_RUN_ID   run id of the orchestrating flow's run; stage runs nest under it
   COMPLEXIF_MLFLOW          ``0``/``false``/``off``/``no`` disables tracking (no-op run object)
 
+Lineage (:class:`Lineage`): every run is tagged with the DVC experiment it belongs to and that
+experiment's baseline commit, read from ``DVC_EXP_NAME``/``DVC_EXP_BASELINE_REV`` (set by ``dvc
+exp run`` and its queue for every stage command) or, when the Prefect flow runs the experiment
+stage by stage, ``COMPLEXIF_DVC_EXPERIMENT``/``COMPLEXIF_DVC_BASELINE_REV``; and with the Prefect
+flow run that ran it (``COMPLEXIF_PREFECT_FLOW_RUN``).
+
 A run ends FINISHED, FAILED (an exception, a non-zero exit) or KILLED (Ctrl-C, a stop signal).
 A process killed outright (``kill -9``, out of memory, power loss) cannot end its run; every run
 records which process owns it, and the next stage start on the same machine marks RUNNING runs
@@ -54,6 +60,13 @@ ENV_EXPERIMENT = "COMPLEXIF_EXPERIMENT"
 ENV_ARTIFACT_ROOT = "COMPLEXIF_ARTIFACT_ROOT"
 ENV_PARENT_RUN_ID = "COMPLEXIF_PARENT_RUN_ID"
 ENV_ENABLED = "COMPLEXIF_MLFLOW"
+# Set by our flows for the stage processes they start (see Lineage).
+ENV_DVC_EXPERIMENT = "COMPLEXIF_DVC_EXPERIMENT"
+ENV_DVC_BASELINE_REV = "COMPLEXIF_DVC_BASELINE_REV"
+ENV_PREFECT_FLOW_RUN = "COMPLEXIF_PREFECT_FLOW_RUN"
+# Set by DVC itself (dvc/env.py) for every stage command of `dvc exp run` and `dvc queue`.
+DVC_EXP_NAME = "DVC_EXP_NAME"
+DVC_EXP_BASELINE_REV = "DVC_EXP_BASELINE_REV"
 
 DEFAULT_EXPERIMENT = "complexif"
 DEFAULT_DB = "mlflow.db"
@@ -71,6 +84,19 @@ TAG_ERROR = "error"
 TAG_HOST = "complexif.host"
 TAG_PID = "complexif.pid"
 TAG_PROCESS = "complexif.process"
+# Lineage: which DVC experiment (name, baseline commit, and once saved its own commit) and which
+# Prefect flow run a run belongs to. `complexif runs compare --experiment NAME` finds runs by these.
+TAG_DVC_EXPERIMENT = "complexif.dvc_experiment"
+TAG_DVC_BASELINE_REV = "complexif.dvc_baseline_rev"
+TAG_DVC_EXP_REV = "complexif.dvc_exp_rev"
+TAG_PREFECT_FLOW_RUN = "complexif.prefect_flow_run"
+# A stage DVC restored from its run cache (its command never ran): the run is recorded afterwards
+# from dvc.lock and the stage's metrics files (complexif.tracking.restored).
+TAG_RESTORED = "complexif.restored"
+# The stage's outputs as dvc.lock records them ({path: md5}), on restored runs.
+TAG_DVC_OUTS = "complexif.dvc_outs"
+# "pipeline" on the parent run of a flow run.
+TAG_KIND = "complexif.kind"
 
 # MLflow's own limits (mlflow.utils.validation); fallbacks in case a release moves them.
 _PARAM_VALUE_LIMIT = 6000
@@ -86,30 +112,81 @@ class TrackingError(RuntimeError):
     """Tracking is misconfigured (e.g. the parent run does not exist in this tracking store)."""
 
 
-def tracking_enabled() -> bool:
-    return os.environ.get(ENV_ENABLED, "1").strip().lower() not in _FALSE_VALUES
+def tracking_enabled(env: Mapping[str, str] | None = None) -> bool:
+    env = os.environ if env is None else env
+    return env.get(ENV_ENABLED, "1").strip().lower() not in _FALSE_VALUES
 
 
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` or an absolute sqlite URI for ``./mlflow.db``.
+def tracking_uri(base: str | os.PathLike[str] | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` or an absolute sqlite URI for ``mlflow.db`` in ``base`` (default:
+    the working directory, which for a stage is the project root).
 
     Made absolute at start so a stage that changes directory keeps logging to the same store.
     """
     uri = os.environ.get(ENV_TRACKING_URI, "").strip()
-    return uri or f"sqlite:///{(Path.cwd() / DEFAULT_DB).resolve()}"
+    return uri or f"sqlite:///{(Path(base or Path.cwd()) / DEFAULT_DB).resolve()}"
 
 
-def artifact_root_uri() -> str | None:
+def artifact_root_uri(base: str | os.PathLike[str] | None = None) -> str | None:
     """Where a new experiment keeps its artifacts: ``COMPLEXIF_ARTIFACT_ROOT``; else, for a
     tracking server, wherever the server stores them (None: it proxies uploads, so workers on
-    other machines need no access to its disk); else ``./mlartifacts`` beside the local store."""
+    other machines need no access to its disk); else ``mlartifacts`` beside the local store.
+    Relative paths are taken from ``base`` (default: the working directory)."""
     root = os.environ.get(ENV_ARTIFACT_ROOT, "").strip()
-    if not root and tracking_uri().startswith(("http://", "https://")):
+    if not root and tracking_uri(base).startswith(("http://", "https://")):
         return None
     root = root or DEFAULT_ARTIFACT_ROOT
     if "://" in root or root.startswith("file:"):
         return root
-    return Path(root).resolve().as_uri()
+    return (Path(base or Path.cwd()) / root).resolve().as_uri()
+
+
+def experiment_name() -> str:
+    """The MLflow experiment stage and pipeline runs go to (``COMPLEXIF_EXPERIMENT``)."""
+    return os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a run comes from: the DVC experiment (name and baseline commit) and the Prefect flow
+    run. Empty fields are left out of the tags."""
+
+    experiment: str | None = None
+    baseline_rev: str | None = None
+    prefect_flow_run: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Lineage:
+        """DVC's own variables first (a stage ``dvc exp run`` started belongs to that experiment,
+        whatever started ``dvc``), then the ones our flows set."""
+        env = os.environ if env is None else env
+        if env.get(DVC_EXP_NAME):
+            experiment, baseline = env.get(DVC_EXP_NAME), env.get(DVC_EXP_BASELINE_REV)
+        else:
+            experiment, baseline = env.get(ENV_DVC_EXPERIMENT), env.get(ENV_DVC_BASELINE_REV)
+        return cls(experiment or None, baseline or None, env.get(ENV_PREFECT_FLOW_RUN) or None)
+
+    def env(self) -> dict[str, str]:
+        """The variables that hand this lineage down to stage processes (see :meth:`from_env`)."""
+        pairs = (
+            (ENV_DVC_EXPERIMENT, self.experiment),
+            (ENV_DVC_BASELINE_REV, self.baseline_rev),
+            (ENV_PREFECT_FLOW_RUN, self.prefect_flow_run),
+        )
+        return {k: v for k, v in pairs if v}
+
+    def tags(self) -> dict[str, str]:
+        pairs = (
+            (TAG_DVC_EXPERIMENT, self.experiment),
+            (TAG_DVC_BASELINE_REV, self.baseline_rev),
+            (TAG_PREFECT_FLOW_RUN, self.prefect_flow_run),
+        )
+        return {k: v for k, v in pairs if v}
+
+
+def lineage_tags(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The lineage tags of a run started in this environment."""
+    return Lineage.from_env(env).tags()
 
 
 def params_digest(params: Mapping[str, Any]) -> str:
@@ -395,13 +472,17 @@ class StageRun:
         name: str,
         source_path: str | os.PathLike[str] | None = None,
         context: str = "input",
+        digest: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
-        """Record ``df`` as an input of this run (digest, schema, row count, source path)."""
+        """Record ``df`` as an input of this run (digest, schema, row count, source path).
+
+        ``digest`` replaces MLflow's own (a hash of the frame) with one that names the file,
+        e.g. DVC's md5; ``tags`` go on the run's link to the dataset.
+        """
         if self._client is None:
             return
         import mlflow.data
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
         source = str(Path(source_path).resolve()) if source_path is not None else None
         with warnings.catch_warnings():
@@ -409,20 +490,55 @@ class StageRun:
             # about; schema inference warns about integer columns. Neither is actionable here.
             warnings.simplefilter("ignore", UserWarning)
             dataset = mlflow.data.from_pandas(df, source=source, name=name)
-            # Built from the public to_dict() so we can log to our run id via the client.
-            entity = Dataset(**dataset.to_dict())
-        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
-        self._client.log_inputs(self.run_id, datasets=[DatasetInput(dataset=entity, tags=tags)])
+            fields = dataset.to_dict()
+        if digest:
+            fields["digest"] = digest
+        self._log_dataset(fields, context, tags)
+
+    def log_input_file(
+        self,
+        path: str | os.PathLike[str],
+        digest: str,
+        name: str,
+        context: str = "input",
+        tags: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record a file or directory as an input of this run without reading it (a model
+        directory, a large JSONL): its name, location and ``digest`` (e.g. DVC's md5)."""
+        if self._client is None:
+            return
+        from mlflow.data.dataset_source_registry import resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # the two local source types, as above
+            source = resolve_dataset_source(str(Path(path).resolve()))
+        dataset = MetaDataset(source, name=name, digest=digest)
+        self._log_dataset(dataset.to_dict(), context, tags)
+
+    def _log_dataset(
+        self, fields: Mapping[str, Any], context: str, tags: Mapping[str, str] | None
+    ) -> None:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        # Built from the public to_dict() so we can log to our run id via the client.
+        entity = Dataset(**fields)
+        items = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)]
+        items += [InputTag(key=str(k), value=str(v)) for k, v in (tags or {}).items()]
+        self._client.log_inputs(self.run_id, datasets=[DatasetInput(dataset=entity, tags=items)])
 
 
-def _get_or_create_experiment(client: MlflowClient, name: str) -> str:
+def _get_or_create_experiment(
+    client: MlflowClient, name: str, base: str | os.PathLike[str] | None = None
+) -> str:
     from mlflow.entities import LifecycleStage
     from mlflow.exceptions import MlflowException
 
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
-            return client.create_experiment(name, artifact_location=artifact_root_uri())
+            return client.create_experiment(name, artifact_location=artifact_root_uri(base))
         except MlflowException:
             # Another stage process created it between our lookup and create.
             experiment = client.get_experiment_by_name(name)
@@ -477,9 +593,7 @@ def stage_run(
     uri = tracking_uri()
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(tracking_uri=uri)
-    experiment_id = _get_or_create_experiment(
-        client, os.environ.get(ENV_EXPERIMENT) or DEFAULT_EXPERIMENT
-    )
+    experiment_id = _get_or_create_experiment(client, experiment_name())
 
     active = mlflow.active_run()
     active_id = active.info.run_id if active is not None else None
@@ -492,6 +606,7 @@ def stage_run(
         TAG_VERSION: complexif.__version__,
         **process_tags(),
         **git_tags(),
+        **lineage_tags(),
         **{str(k): str(v) for k, v in (tags or {}).items()},
     }
     # MLFLOW_RUN_ID would make start_run *resume* that run instead of creating this stage's run

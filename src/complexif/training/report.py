@@ -34,3 +34,5 @@ def log_training(run: Any, result: TrainResult, metrics_path: str, curve_path: s
     curve = [{k: row[k] for k in CURVE_KEYS if k in row} for row in result.history]
     write_csv(curve_path, curve)
     run.log_metrics({f"final.{k}": v for k, v in result.metrics.items()})
+    # The curve DVC plots, kept with the run (the trainer's own MLflow callback logs the steps).
+    run.log_artifact(curve_path)
