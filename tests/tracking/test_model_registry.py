@@ -94,6 +94,9 @@ def test_registered_stacks_share_one_base_and_answer_as_the_dvc_output(
     expected = _answers(stacks / "dpo")
     loaded = mlflow.pyfunc.load_model(dpo.uri)
     assert loaded.predict(PROMPTS) == expected
+    # Generation params pass through the signature: fewer tokens, a shorter answer.
+    short = loaded.predict(PROMPTS[:1], params={"max_new_tokens": 3})
+    assert expected[0].startswith(short[0]) and len(short[0]) < len(expected[0])
     assert _answers(local) == expected
 
     # Registering the same weights again (a rerun) is a new version; ensure_registered reuses.

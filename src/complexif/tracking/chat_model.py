@@ -23,6 +23,26 @@ def model_config(settings: ChatSettings) -> dict[str, Any]:
     return asdict(settings)
 
 
+def signature(settings: ChatSettings):
+    """Prompts in, answers out, and the generation params a predict call may set (MLflow drops
+    params a signature does not declare)."""
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema([ColSpec("string")]),
+        outputs=Schema([ColSpec("string")]),
+        params=ParamSchema(
+            [
+                ParamSpec("max_new_tokens", "long", settings.max_new_tokens),
+                ParamSpec("temperature", "double", 0.0),
+                ParamSpec("top_p", "double", 1.0),
+                ParamSpec("seed", "long", 0),
+            ]
+        ),
+    )
+
+
 @dataclass(frozen=True)
 class ChatSettings:
     """How the loaded model generates unless a predict call's params say otherwise."""
@@ -91,6 +111,8 @@ def conversations(model_input: Any) -> list[list[dict[str, str]]]:
             return [[dict(m) for m in row] for row in model_input["messages"]]
         if "prompt" in model_input.columns:
             model_input = list(model_input["prompt"])
+        elif len(model_input.columns) == 1:  # a list of prompts, as the signature passes it
+            model_input = list(model_input.iloc[:, 0])
         else:
             raise ValueError(
                 f"input columns {list(model_input.columns)}: expected 'prompt' or 'messages'"

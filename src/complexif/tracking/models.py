@@ -83,7 +83,7 @@ def register_model(
 
     from complexif.llm.stored_model import read_stack, resolve_base, write_stack
     from complexif.llm.transformers_backend import model_fingerprint
-    from complexif.tracking.chat_model import ENTRY_POINT, MODEL_ARTIFACT, model_config
+    from complexif.tracking.chat_model import ENTRY_POINT, MODEL_ARTIFACT, model_config, signature
 
     client = _client()
     model_dir = Path(model_dir)
@@ -105,12 +105,13 @@ def register_model(
             shutil.copytree(model_dir, artifact)
             write_stack(artifact, replace(stack, base=base.uri))
         with warnings.catch_warnings():
-            # No signature or input example: inferring them would load and run the model.
+            # No input example: MLflow would load and run the model to check it.
             warnings.simplefilter("ignore")
             info = mlflow.pyfunc.log_model(
                 name=name,
                 python_model=str(ENTRY_POINT),
                 model_config=model_config(settings),
+                signature=signature(settings),
                 artifacts={MODEL_ARTIFACT: str(artifact)},
                 registered_model_name=name,
                 pip_requirements=_requirements(),
