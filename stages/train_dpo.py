@@ -5,7 +5,7 @@ from complexif.io import read_jsonl
 from complexif.runtime import run_stage
 from complexif.training.dpo import train_dpo
 from complexif.training.launch import relaunch
-from complexif.training.report import log_training
+from complexif.training.report import TRAIN_METRICS, log_training
 
 
 def main(params, run) -> None:
@@ -22,6 +22,7 @@ def main(params, run) -> None:
         result,
         f"{params.paths.metrics_dir}/train_dpo.json",
         f"{params.paths.reports_dir}/train_dpo_loss.csv",
+        str(params.paths.model_dir("dpo") / TRAIN_METRICS),
     )
 
 
