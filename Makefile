@@ -28,7 +28,7 @@ export PYTHONPATH := $(CURDIR)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: setup run test test-acceptance lint repro lock clean-outputs vllm-setup vllm-serve mlflow-server
+.PHONY: setup run test test-acceptance lint repro plots lock clean-outputs vllm-setup vllm-serve mlflow-server
 
 setup: $(STAMP)
 
@@ -73,9 +73,17 @@ $(LOCK_VENV)/bin/pip-compile:
 
 run: setup
 	dvc repro
-	@echo; echo "IFEval scores (%; n = prompts scored):"; cat reports/ifeval_table.md
+	@echo; echo "Benchmarks (%):"; cat reports/evaluation/summary.md
 
 repro: run
+
+# The run's charts in dvc_plots/index.html. DVC's own page loads Vega from a CDN and is blank
+# offline: plots_page writes a template with Vega inlined (from vl-convert-python) into
+# .dvc/tmp and sets plots.html_template in .dvc/config.local, so `dvc plots show` and
+# `dvc plots diff` make pages that need no network from then on.
+plots: setup
+	$(PY) -m complexif.plots_page
+	dvc plots show
 
 test: setup
 	$(PY) -m pytest -q

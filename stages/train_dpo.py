@@ -6,7 +6,7 @@ from complexif.runtime import run_stage
 from complexif.tracking.models import register_trained
 from complexif.training.dpo import train_dpo
 from complexif.training.launch import relaunch
-from complexif.training.report import log_training
+from complexif.training.report import TRAIN_METRICS, log_training
 
 
 def main(params, run) -> None:
@@ -23,6 +23,7 @@ def main(params, run) -> None:
         result,
         f"{params.paths.metrics_dir}/train_dpo.json",
         f"{params.paths.reports_dir}/train_dpo_loss.csv",
+        str(params.paths.model_dir("dpo") / TRAIN_METRICS),
     )
     register_trained(params, "dpo", run)
 

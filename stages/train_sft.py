@@ -5,7 +5,7 @@ from complexif.io import read_jsonl
 from complexif.runtime import run_stage
 from complexif.tracking.models import register_trained
 from complexif.training.launch import relaunch
-from complexif.training.report import log_training
+from complexif.training.report import TRAIN_METRICS, log_training
 from complexif.training.sft import train_sft
 
 
@@ -25,6 +25,7 @@ def main(params, run) -> None:
         result,
         f"{params.paths.metrics_dir}/train_sft.json",
         f"{params.paths.reports_dir}/train_sft_loss.csv",
+        str(params.paths.model_dir("sft") / TRAIN_METRICS),
     )
     register_trained(params, "sft", run)
 

@@ -41,7 +41,13 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
     for stage in STAGES:
         assert f"Running stage '{stage}'" in log
     for model in ("base", "sft", "dpo"):
-        m = json.loads((repo / f"metrics/evaluate/{model}/ifeval.json").read_text())
+        # The full metrics beside the answers; the DVC metrics file has the headline of them.
+        m = json.loads((repo / f"data/eval/{model}/ifeval/metrics.json").read_text())
+        headline = json.loads((repo / f"metrics/{model}/ifeval.json").read_text())
+        assert headline == {
+            "prompt_strict": round(m["prompt_level_strict_acc"], 4),
+            "inst_strict": round(m["inst_level_strict_acc"], 4),
+        }
         for key in (
             "prompt_level_strict_acc",
             "prompt_level_loose_acc",
@@ -53,7 +59,12 @@ def test_repro_runs_every_stage_and_scores_base_sft_dpo(tiny_repo):
         assert m["prompt_level_loose_acc"] >= m["prompt_level_strict_acc"]
         # FollowBench (tiny: one format and one example instruction, levels 1-5 each): every
         # item rule-scored, judged or counted unparseable by the embedded judge.
-        fb = json.loads((repo / f"metrics/evaluate/{model}/followbench.json").read_text())
+        fb = json.loads((repo / f"data/eval/{model}/followbench/metrics.json").read_text())
+        assert set(json.loads((repo / f"metrics/{model}/followbench.json").read_text())) <= {
+            "hsr",
+            "ssr",
+            "csl",
+        }
         counts = fb["counts"]
         assert counts["items"] == 10
         assert counts["rule_scored"] + counts["judged"] + counts["unparseable"] == 10
@@ -155,12 +166,16 @@ def test_metrics_and_plots_are_visible_to_dvc(tiny_repo):
     )
     files = next(iter(shown.values()))["data"]
     for benchmark in ("ifeval", "followbench"):
-        expected = {f"metrics/evaluate/{m}/{benchmark}.json" for m in ("base", "sft", "dpo")}
+        expected = {f"metrics/{m}/{benchmark}.json" for m in ("base", "sft", "dpo")}
         assert expected <= set(files)
     plots = _run([sys.executable, "-m", "dvc", "plots", "show", "--json"], repo, env).stdout
-    assert "ifeval_by_type" in plots and "train_sft_loss" in plots
-    assert "FollowBench hard satisfaction rate by level" in plots
-    assert "followbench_by_level.png" in plots
+    assert "train_sft_loss" in plots and "train_dpo_loss" in plots
+    assert set(json.loads(plots)["data"]) == {
+        "IFEval strict accuracy by instruction type (%)",
+        "FollowBench hard satisfaction rate by level (%)",
+        "FollowBench soft satisfaction rate by level (%)",
+        "Training loss",
+    }
 
 
 def test_every_stage_logged_an_mlflow_run_with_training_curves(tiny_repo):

@@ -73,11 +73,21 @@ class PathsConfig(_Strict):
         """A role's model: a pipeline model (base/sft/dpo) is models/<name>; else a path/hub id."""
         return self.model_dir(name) if name in PIPELINE_MODELS else Path(name)
 
+    def eval_out(self, model: str, benchmark: str) -> Path:
+        """Everything ``evaluate@<model>`` wrote for one benchmark: answers, verdicts and the
+        full metrics. Each ``evaluate@<model>`` owns ``<eval_dir>/<model>``; the report stage
+        depends on their parent, so DVC links it to exactly the models in evaluate.models."""
+        return Path(self.eval_dir) / model / benchmark
+
+    def eval_detail(self, model: str, benchmark: str) -> Path:
+        """A model's full metrics on one benchmark (per type, level, category; counts): what
+        the report reads."""
+        return self.eval_out(model, benchmark) / "metrics.json"
+
     def eval_metrics(self, model: str, benchmark: str) -> Path:
-        """An evaluated model's metrics on one benchmark. Each ``evaluate@<model>`` owns the
-        folder ``<metrics_dir>/evaluate/<model>``; the report stage depends on their parent, so
-        DVC links it to exactly the models in evaluate.models."""
-        return Path(self.metrics_dir) / "evaluate" / model / f"{benchmark}.json"
+        """A model's headline figures on one benchmark: the DVC metrics file (``dvc metrics
+        show``). Short on purpose: the path is the first column of that table."""
+        return Path(self.metrics_dir) / model / f"{benchmark}.json"
 
 
 class ModelConfig(_Strict):

@@ -24,14 +24,17 @@ def _metrics(strict: float) -> dict:
 
 
 def _paths(tmp_path):
-    return updated(repo_params().paths, metrics_dir=str(tmp_path / "metrics"))
+    return updated(
+        repo_params().paths, eval_dir=str(tmp_path / "eval"), metrics_dir=str(tmp_path / "metrics")
+    )
 
 
 def test_report_table_csv_and_plot(tmp_path):
     paths = _paths(tmp_path)
     for name, s in (("base", 0.2), ("sft", 0.3), ("dpo", 0.35)):
-        paths.eval_metrics(name, "ifeval").parent.mkdir(parents=True, exist_ok=True)
-        paths.eval_metrics(name, "ifeval").write_text(json.dumps(_metrics(s)))
+        # The report reads the full metrics beside the answers, not the DVC headline file.
+        paths.eval_detail(name, "ifeval").parent.mkdir(parents=True, exist_ok=True)
+        paths.eval_detail(name, "ifeval").write_text(json.dumps(_metrics(s)))
     results = load_metrics(paths, ["base", "sft", "dpo"], ["ifeval"])
     metrics = results["ifeval"]
     table = markdown_table(metrics)

@@ -345,6 +345,9 @@ def test_only_the_main_process_writes_metrics_and_curve(monkeypatch, tmp_path, r
     monkeypatch.setenv("RANK", rank)
     run = _Run()
     result = TrainResult(metrics={"train_loss": 1.0}, history=[{"step": 1.0, "loss": 1.0}])
-    log_training(run, result, str(tmp_path / "m.json"), str(tmp_path / "c.csv"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == (["c.csv", "m.json"] if writes else [])
+    log_training(
+        run, result, str(tmp_path / "m.json"), str(tmp_path / "c.csv"), str(tmp_path / "d.json")
+    )
+    written = ["c.csv", "d.json", "m.json"] if writes else []
+    assert sorted(p.name for p in tmp_path.iterdir()) == written
     assert bool(run.logged) is writes

@@ -195,7 +195,8 @@ def runs(tmp_path_factory, tiny_model_dir) -> dict[int, dict]:
             "new": _files(root) - before,
             "writes": _writes(base / f"audit{n}", root),
             "curve": _curve(root),
-            "metrics": json.loads((root / "metrics" / "train_sft.json").read_text()),
+            # every figure of the training (metrics/train_sft.json has the headline only)
+            "metrics": json.loads((root / "models" / "sft" / "train_metrics.json").read_text()),
             "log": done.stderr,
         }
     return out
@@ -236,7 +237,11 @@ def test_two_processes_write_one_copy_of_each_output_from_the_main_process(runs)
     two = runs[2]
     outputs = {"metrics/train_sft.json", "reports/train_sft_loss.csv"}
     model_files = {f for f in two["new"] if f.startswith("models/sft/")}
-    assert {"models/sft/model.safetensors", "models/sft/config.json"} <= model_files
+    assert {
+        "models/sft/model.safetensors",
+        "models/sft/config.json",
+        "models/sft/train_metrics.json",
+    } <= model_files
     # Nothing else was left in the project: no second copy, no half-written temp file, no
     # checkpoint left behind (the main process removes them once every process is done).
     assert two["new"] == outputs | model_files

@@ -1,6 +1,6 @@
 """What the training stages write to git-tracked and DVC-hashed files is the same on every run of
-the same training: no speed figures in metrics/train_*.json (they go to MLflow), no transformers
-release in models/sft and models/dpo."""
+the same training: no speed figures in metrics/train_*.json or models/*/train_metrics.json (they
+go to MLflow), no transformers release in models/sft and models/dpo."""
 
 from __future__ import annotations
 
@@ -55,11 +55,14 @@ def test_metrics_file_is_identical_across_runs_of_different_speed(tmp_path: Path
     for i, runtime in enumerate([193.4878, 268.4857]):
         run = RecordingRun()
         metrics, curve = tmp_path / f"m{i}.json", tmp_path / f"c{i}.csv"
-        log_training(run, _result(runtime), str(metrics), str(curve))
-        written.append((metrics.read_bytes(), curve.read_bytes()))
+        detail = tmp_path / f"sft{i}" / "train_metrics.json"
+        log_training(run, _result(runtime), str(metrics), str(curve), str(detail))
+        written.append((metrics.read_bytes(), curve.read_bytes(), detail.read_bytes()))
         runs.append(run)
     assert written[0] == written[1]
-    assert json.loads(written[0][0]) == MODEL_FIGURES
+    # The DVC metrics file: the headline only; every figure of the model beside it.
+    assert json.loads(written[0][0]) == {"train_loss": 1.0534}
+    assert json.loads(written[0][2]) == MODEL_FIGURES
     # The speed figures are still recorded, in MLflow.
     assert runs[0].metrics["final.train_runtime"] == 193.4878
     assert runs[1].metrics["final.train_runtime"] == 268.4857

@@ -23,12 +23,13 @@ HEADLINE = (
 def load_metrics(
     paths: PathsConfig, models: Sequence[str], benchmarks: Sequence[str]
 ) -> dict[str, dict[str, dict]]:
-    """benchmark -> model -> metrics (as evaluate@<model> wrote them), in the given orders."""
+    """benchmark -> model -> full metrics (as evaluate@<model> wrote them beside the answers,
+    ``<eval_dir>/<model>/<benchmark>/metrics.json``), in the given orders."""
     out: dict[str, dict[str, dict]] = {}
     for benchmark in benchmarks:
         out[benchmark] = {}
         for model in models:
-            path = paths.eval_metrics(model, benchmark)
+            path = paths.eval_detail(model, benchmark)
             if not path.exists():
                 raise FileNotFoundError(
                     f"{path}: no {benchmark} metrics for model {model!r}; run evaluate@{model}"
