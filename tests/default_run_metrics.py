@@ -82,7 +82,12 @@ def train_metrics(rng: random.Random, dpo: bool) -> dict[str, float]:
 
 
 class _NoRun:
+    """The training stages' run object where nothing is tracked: writing the files is the point."""
+
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        pass
+
+    def log_artifact(self, path: Any, artifact_path: str | None = None) -> None:
         pass
 
 

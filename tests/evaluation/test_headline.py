@@ -59,9 +59,17 @@ def test_a_missing_figure_or_benchmark_is_an_error_naming_it():
 
 
 class RecordingRun:
+    # A run object without an MLflow store behind it: the registry step is skipped.
+    enabled = False
+    stage = "evaluate@sft"
+
     def __init__(self) -> None:
         self.metrics: dict[str, float] = {}
         self.tags: dict[str, Any] = {}
+        self.artifacts: list[tuple[str, str | None]] = []
+
+    def log_artifact(self, path: Any, artifact_path: str | None = None) -> None:
+        self.artifacts.append((str(path), artifact_path))
 
     def log_metrics(self, metrics: dict[str, Any], step: int | None = None) -> None:
         self.metrics.update(flatten_metrics(metrics))  # as the MLflow run does
@@ -116,6 +124,8 @@ def test_evaluate_stage_writes_headlines_for_dvc_and_logs_everything_to_mlflow(s
     assert run.metrics["ifeval.per_instruction.punctuation:no_comma.strict"] == 0.5
     assert run.metrics["followbench.by_category.content.hsr.level_2"] == 0.2
     assert run.tags["followbench.judge.model"] == "base"
+    # Evidence: the responses and verdicts behind the figures.
+    assert run.artifacts == [(str(paths.eval_dir) + "/sft", "eval")]
 
 
 def test_evaluate_stage_fails_when_a_runner_leaves_no_full_metrics(stage_params, monkeypatch):
