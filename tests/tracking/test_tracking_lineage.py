@@ -168,6 +168,20 @@ def test_compare_picks_each_models_newest_finished_run_of_the_experiment(client:
         compare("nope")
 
 
+def test_compare_after_a_plain_dvc_repro_takes_the_newest_evaluations(client: MlflowClient):
+    exp_id = client.create_experiment("complexif")
+    acc = "ifeval.prompt_level_strict_acc"
+    with pytest.raises(DataError, match="no finished evaluate@"):
+        compare()
+    _eval_run(client, exp_id, "evaluate@dpo", {acc: 0.2})  # superseded
+    dpo = _eval_run(client, exp_id, "evaluate@dpo", {acc: 0.6})
+    base = _eval_run(client, exp_id, "evaluate@base", {acc: 0.1})
+    _eval_run(client, exp_id, "train_dpo", {acc: 0.9})  # not an evaluation
+    comparison = compare(None, [acc])
+    assert comparison.run_ids == {"base": base, "dpo": dpo}
+    assert comparison.values[acc] == {"base": 0.1, "dpo": 0.6}
+
+
 def test_compare_without_experiment_uses_the_latest_pipeline_runs_children(
     client: MlflowClient, capsys
 ):

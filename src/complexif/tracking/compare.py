@@ -58,6 +58,10 @@ def experiment_filter(experiment: str) -> str:
     )
 
 
+def latest_filter() -> str:
+    return f"tags.{TAG_DVC_STAGE} LIKE '{EVAL_STAGE_PREFIX}%' and attributes.status = 'FINISHED'"
+
+
 def children_filter(parent_run_id: str) -> str:
     return (
         f"tags.mlflow.parentRunId = '{parent_run_id}' "
@@ -138,7 +142,8 @@ def compare(
     client: Any | None = None,
 ) -> Comparison:
     """The evaluation runs of DVC experiment ``experiment`` (by lineage tag) or, when None, of
-    the latest pipeline run (its child runs), compared on ``metrics``."""
+    the latest pipeline run (its child runs; with no pipeline run, as after a plain `dvc
+    repro`, the newest evaluate@<model> runs), compared on ``metrics``."""
     from mlflow import MlflowClient
 
     client = client or MlflowClient(tracking_uri=tracking_uri())
@@ -159,7 +164,12 @@ def compare(
             max_results=1,
         )
         if not parents:
-            raise DataError(f"no pipeline run in {tracking_uri()}")
+            # A plain `dvc repro` makes no pipeline run: its latest evaluations stand alone.
+            runs = _search(client, ids, latest_filter())
+            source = f"the latest evaluate@* runs in {tracking_uri()}"
+            if not runs:
+                raise DataError(f"no finished evaluate@* runs in {tracking_uri()}")
+            return build_comparison(source, newest_per_stage(runs), metrics)
         parent = parents[0]
         runs = _search(client, ids, children_filter(parent.info.run_id))
         source = f"pipeline run {parent.info.run_name} ({parent.info.run_id})"
