@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import openai
@@ -684,12 +685,14 @@ def test_serving_the_tiny_model_with_continuous_batching(tiny_model_dir):
 
 
 @contextlib.contextmanager
-def _serve_cli(argv: list[str], env: dict[str, str] | None = None) -> Iterator[list[str]]:
-    """``complexif serve`` in a subprocess until it prints ``serving ...``: yields the lines it
-    printed up to then; terminates it when the block ends."""
+def _serve_cli(
+    argv: list[str], env: dict[str, str] | None = None, cwd: Path = REPO_ROOT
+) -> Iterator[list[str]]:
+    """``complexif serve`` in a subprocess (run in ``cwd``) until it prints ``serving ...``:
+    yields the lines it printed up to then; terminates it when the block ends."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "complexif.cli", *argv],
-        cwd=REPO_ROOT,
+        cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

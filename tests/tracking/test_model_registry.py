@@ -131,13 +131,11 @@ def test_an_unknown_alias_is_a_clear_error(store: str, stacks: Path) -> None:
 def test_complexif_serve_answers_with_a_registered_model(
     store: str, stacks: Path, tmp_path: Path
 ) -> None:
-    import json
     import os
-    import subprocess
-    import sys
-    import urllib.request
 
     from tests.conftest import REPO_ROOT
+    from tests.llm.servers import client
+    from tests.llm.test_server import _serve_cli
 
     dpo = _register(stacks / "dpo", "t-dpo", store)
     record_scores(dpo, {"m": 1.0}, AliasRule("best", "m", True))
@@ -145,36 +143,13 @@ def test_complexif_serve_answers_with_a_registered_model(
     env = {**os.environ, "PYTHONPATH": f"{REPO_ROOT / 'src'}{os.pathsep}{REPO_ROOT}"}
     argv = ["serve", "--params", str(REPO_ROOT / "params.yaml"), "--model", "models:/t-dpo@best"]
     argv += ["--port", "0", "--device", "cpu", "--engine", "continuous", "--precision", "float32"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "complexif.cli", *argv],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        seen = []
-        for line in proc.stdout:
-            seen.append(line)
-            if line.startswith("serving "):
-                break
-        assert seen and seen[-1].startswith("serving models:/t-dpo@best at http://"), seen
+    with _serve_cli(argv, env=env, cwd=tmp_path) as seen:
+        assert seen[-1].startswith("serving models:/t-dpo@best at http://"), seen
         url = seen[-1].split(" at ")[1].strip()
-        body = {
-            "model": "models:/t-dpo@best",
-            "messages": [{"role": "user", "content": PROMPTS[0]}],
-            "max_tokens": 12,
-            "temperature": 0.0,
-        }
-        request = urllib.request.Request(
-            f"{url}/chat/completions",
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+        out = client(url).chat.completions.create(
+            model="models:/t-dpo@best",
+            messages=[{"role": "user", "content": PROMPTS[0]}],
+            max_tokens=12,
+            temperature=0.0,
         )
-        with urllib.request.urlopen(request, timeout=120) as response:
-            answer = json.load(response)["choices"][0]["message"]["content"]
-        assert answer == expected
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
+        assert out.choices[0].message.content == expected
