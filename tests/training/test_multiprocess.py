@@ -237,9 +237,11 @@ def test_two_processes_write_one_copy_of_each_output_from_the_main_process(runs)
     two = runs[2]
     outputs = {"metrics/train_sft.json", "reports/train_sft_loss.csv"}
     model_files = {f for f in two["new"] if f.startswith("models/sft/")}
+    # The default save is an adapter stack over models/base (train.sft.save: adapter).
     assert {
-        "models/sft/model.safetensors",
-        "models/sft/config.json",
+        "models/sft/complexif-model.json",
+        "models/sft/adapters/sft/adapter_model.safetensors",
+        "models/sft/adapters/sft/adapter_config.json",
         "models/sft/train_metrics.json",
     } <= model_files
     # Nothing else was left in the project: no second copy, no half-written temp file, no
@@ -268,13 +270,23 @@ def _in_checkpoints(path: str) -> bool:
     return path.startswith(CHECKPOINTS + "/") or CHECKPOINTS.startswith(path)
 
 
-def test_the_two_process_model_is_the_one_process_model(runs):
-    from safetensors.torch import load_file
+def _weights(model_dir: Path) -> dict:
+    """The model's weights as inference sees them: a stack loads with its adapters merged."""
+    import torch
 
-    w1 = load_file(str(runs[1]["root"] / "models" / "sft" / "model.safetensors"))
-    w2 = load_file(str(runs[2]["root"] / "models" / "sft" / "model.safetensors"))
+    from complexif.llm.stored_model import load_causal_lm
+
+    return {
+        k: v.detach().clone()
+        for k, v in load_causal_lm(model_dir, torch.float32).state_dict().items()
+    }
+
+
+def test_the_two_process_model_is_the_one_process_model(runs):
+    w1 = _weights(runs[1]["root"] / "models" / "sft")
+    w2 = _weights(runs[2]["root"] / "models" / "sft")
     assert w1.keys() == w2.keys()
-    base = load_file(str(runs[1]["root"] / "models" / "base" / "model.safetensors"))
+    base = _weights(runs[1]["root"] / "models" / "base")
     moved = [k for k in w1 if not (w1[k] == base[k]).all()]
     assert moved  # trained: the merged LoRA changed weights
     for k in moved:
@@ -322,5 +334,5 @@ def test_a_stopped_two_process_run_keeps_its_checkpoints_and_the_rerun_resumes(
     assert again.returncode == 0, again.stderr[-3000:]
     assert "resuming from the last checkpoint" in again.stderr
     assert [r["step"] for r in _curve(root)] == [float(s) for s in range(1, steps + 1)]
-    assert (root / "models" / "sft" / "model.safetensors").is_file()
+    assert (root / "models" / "sft" / "adapters" / "sft" / "adapter_model.safetensors").is_file()
     assert not list((root / CHECKPOINTS).iterdir())
