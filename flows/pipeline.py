@@ -14,7 +14,8 @@ The stage list is not written down here: it is read from ``dvc.yaml`` through DV
 :data:`STAGE_TAGS` only adds Prefect tags by stage base name:
 
 - ``llm-api``: stages that call the teacher/student LLMs (``respond``, ``correct`` and the
-  Conifer stages ``conifer_instructions`` and ``conifer_answers``). They are
+  Conifer stages ``conifer_instructions`` and ``conifer_answers``) and ``publish`` (the judge
+  scores every published row). They are
   retried ``llm_retries`` times, ``llm_retry_delay_seconds`` apart (transient API errors).
 - ``gpu``: training (``train_sft``, ``train_dpo``) and evaluation generation (``evaluate@*``).
   Never retried: a failed training run is a bug or an OOM, not a blip.
@@ -108,6 +109,7 @@ STAGE_TAGS: dict[str, tuple[str, ...]] = {
     "correct": (LLM_API_TAG,),
     "conifer_instructions": (LLM_API_TAG,),
     "conifer_answers": (LLM_API_TAG,),
+    "publish": (LLM_API_TAG,),
     "train_sft": (GPU_TAG,),
     "train_dpo": (GPU_TAG,),
     "evaluate": (GPU_TAG,),

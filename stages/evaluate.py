@@ -4,11 +4,11 @@ FollowBench, InFoBench) -> data/eval/<model>/<benchmark>/ and metrics/evaluate/<
 import argparse
 from pathlib import Path
 
-from complexif.evaluation.benchmarks import evaluate_model, numeric
+from complexif.evaluation.benchmarks import evaluate_model
 from complexif.evaluation.judging import judge_session
 from complexif.llm.factory import make_local_llm
 from complexif.runtime import run_stage
-from complexif.tracking import flatten_metrics
+from complexif.tracking import flatten_metrics, numeric
 from complexif.tracking.models import record_evaluation
 
 

@@ -1,6 +1,6 @@
 """The metrics files of a default run, written by the real writers from hand-made verdicts scored
-by the real metric functions: 3 models x (IFEval, FollowBench, InFoBench) and the two training
-files. InFoBench is not in the default ``evaluate.benchmarks``; it stands for the next benchmark a
+by the real metric functions: 3 models x (IFEval, FollowBench, InFoBench), the two training
+files and the publish stage's one per curated set. InFoBench is not in the default ``evaluate.benchmarks``; it stands for the next benchmark a
 run may add, so the DVC tables are checked with room for it."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import Any
 
 from complexif.config import PathsConfig
 from complexif.constraints.registry import INSTRUCTION_DICT
+from complexif.dataset.index import write_headlines
 from complexif.evaluation.followbench.data import CATEGORIES
 from complexif.evaluation.followbench.data import Item as FBItem
 from complexif.evaluation.followbench.metrics import Verdict, followbench_metrics
@@ -120,4 +121,13 @@ def write_default_run(root: Path, paths: PathsConfig, seed: int = 0) -> dict[str
             str(root / paths.reports_dir / f"train_{name}_loss.csv"),
             str(root / paths.model_dir(name) / TRAIN_METRICS),
         )
+    # The publish stage's headline per curated set (the default run's conifer_dpo is empty).
+    write_headlines(
+        root / paths.metrics_dir / "publish",
+        {
+            name: {"rows": rows, "similarity": 0.0893, "complexity": 3.25, "quality": 4.1667}
+            for name, rows in (("sft", 37), ("dpo", 40), ("conifer_sft", 9))
+        }
+        | {"conifer_dpo": {"rows": 0}},
+    )
     return full

@@ -26,6 +26,7 @@ STAGES = [
     "conifer_answers",
     "conifer_data",
     "build_data",
+    "publish",
     "train_sft",
     "train_dpo",
     "evaluate@base",
@@ -133,6 +134,53 @@ def test_curated_data_is_verified_and_lineage_is_kept(tiny_repo):
                 ins["prompt"],
             )
         )
+
+
+def test_every_curated_set_loads_with_datasets_and_its_card_names_revisions_and_counts(
+    tiny_repo,
+):
+    import datasets
+    import yaml
+
+    repo, env = tiny_repo
+    lock = yaml.safe_load((repo / "first_repro.lock").read_text())
+    locked = {o["path"]: o["md5"] for st in lock["stages"].values() for o in st.get("outs", [])}
+    # The commit the first repro ran at: the project's first.
+    head = _run(["git", "rev-list", "--max-parents=0", "HEAD"], repo, env).stdout.strip()
+    index = (repo / "data/publish/README.md").read_text()
+    for name, source in [
+        ("sft", "data/sft.jsonl"),
+        ("dpo", "data/dpo.jsonl"),
+        ("conifer_sft", "data/conifer/sft.jsonl"),
+        ("conifer_dpo", "data/conifer/dpo.jsonl"),
+    ]:
+        rows = sum(1 for line in (repo / source).open() if line.strip())
+        headline = json.loads((repo / f"metrics/publish/{name}.json").read_text())
+        assert headline["rows"] == rows, name
+        folder = repo / "data/publish" / name
+        if not rows:
+            assert not folder.exists() and f"| {name} | 0 | empty" in index
+            continue
+        ds = datasets.load_dataset(str(folder), split="train", cache_dir=str(repo / ".hf"))
+        assert ds.num_rows == rows, name
+        card = (folder / "README.md").read_text()
+        # The revisions: the git commit the repro ran at, and DVC's md5 of the exported file
+        # and of the stage's inputs, as dvc.lock records them.
+        # (The tiny project's recipe is committed before the repro: no uncommitted changes.)
+        assert f"git commit: `{head}`\n" in card
+        assert f"`{source}` (DVC md5 `{locked[source]}`)" in card
+        assert f"| `{source}` | {locked[source]} |" in card
+        # The counts: the rows, and every curation step in and out.
+        assert f"**{rows}** " in card
+        assert "| correct (verified) |" in card and "| reframe |" in card
+        for figure in ("lengths", "turns", "constraints", "levels", "diversity", "scores"):
+            assert (folder / "figures" / f"{figure}.png").stat().st_size > 1000, figure
+        analysis = json.loads((folder / "analysis.json").read_text())
+        assert analysis["analysis"]["rows"] == rows
+        assert f"]({name}/README.md)" in index
+    # The report links the cards.
+    funnel = (repo / "reports/curation_funnel.md").read_text()
+    assert "](../data/publish/sft/README.md)" in funnel
 
 
 def test_second_repro_does_nothing_and_says_so(tiny_repo):

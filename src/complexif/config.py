@@ -65,6 +65,9 @@ class PathsConfig(_Strict):
     conifer_answers: str = Field(min_length=1)
     conifer_sft: str = Field(min_length=1)
     conifer_dpo: str = Field(min_length=1)
+    publish_dir: str = Field(
+        min_length=1, description="One Hugging Face datasets folder per curated set: <dir>/<name>/"
+    )
 
     def model_dir(self, name: str) -> Path:
         return Path(self.models_dir) / name
@@ -856,6 +859,57 @@ class OrchestrationConfig(_Strict):
         return v
 
 
+# The curated sets the publish stage can export: each names a paths key (dvc.yaml lists them all
+# as the stage's deps).
+PUBLISHABLE = ("sft", "dpo", "conifer_sft", "conifer_dpo")
+
+
+class DiversityConfig(_Strict):
+    """Pairwise cosine similarity of instructions (TF-IDF), on a seeded sample of at most
+    ``max_items`` per set (all pairs: quadratic)."""
+
+    max_items: int = Field(ge=2)
+    seed: Seed
+
+
+class ScoresConfig(_Strict):
+    """Complexity (of the instruction) and quality (of the answer) scores, 1-6, by the judge role
+    (``evaluate.judge``), from the templates under ``<paths.prompts_dir>/<prompts_dir>/``."""
+
+    enabled: bool
+    prompts_dir: str = Field(min_length=1)
+    repair_template: str | None = Field(
+        description="re-asks a reply that is no score once; null: ledgered at once"
+    )
+    complexity: StepSampling
+    quality: StepSampling
+    score_rejected: bool = Field(description="also score DPO rows' rejected answers")
+    reference: Literal["general_data"] | None = Field(
+        description="a ShareGPT-style set scored beside each curated set; null: none"
+    )
+    max_failure_fraction: float = Field(ge=0.0, le=1.0)
+
+
+class PublishConfig(_Strict):
+    """Each curated set as a Hugging Face datasets folder: Parquet, a card and its figures."""
+
+    datasets: list[str] = Field(min_length=1)
+    license: str = Field(min_length=1, description="the card's license (a hub license id)")
+    input_licenses: dict[str, str] = Field(min_length=1)
+    diversity: DiversityConfig
+    scores: ScoresConfig
+
+    @field_validator("datasets")
+    @classmethod
+    def _check_datasets(cls, v: list[str]) -> list[str]:
+        bad = [d for d in v if d not in PUBLISHABLE]
+        if bad:
+            raise ValueError(f"unknown datasets {bad}; choose from {list(PUBLISHABLE)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"datasets repeat a name: {v}")
+        return v
+
+
 class Params(_Strict):
     paths: PathsConfig
     model: ModelConfig
@@ -868,6 +922,7 @@ class Params(_Strict):
     build_data: BuildDataConfig
     train: TrainConfig
     evaluate: EvaluateConfig
+    publish: PublishConfig
     llm: LLMConfig
     registry: RegistryConfig
     serve: ServeConfig

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from complexif.dataset.analysis import Distribution, analyse, headline, token_lengths
+from complexif.dataset.analysis import Distribution, analyse, token_lengths
 from complexif.dataset.records import to_samples
 from complexif.io import DataError
 from tests.dataset.dataset_samples import hand_samples, words
@@ -86,15 +86,11 @@ def test_analyse_hand_samples():
     assert a.levels_all == {1: 1, 2: 2, 3: 1}
 
 
-def test_headline_and_json():
+def test_summary_figures_and_json():
     a = analyse(hand_samples(), words)
-    assert headline(a) == {
-        "rows": 5,
-        "instruction_tokens_median": 3.0,
-        "response_tokens_median": 3.0,
-        "turns_mean": pytest.approx(1.6),
-        "constraints_mean": pytest.approx(4.75),
-    }
+    assert (a.rows, a.instruction_tokens.median, a.response_tokens.median) == (5, 3.0, 3.0)
+    assert a.turns.mean == pytest.approx(1.6)
+    assert a.constraints.mean == pytest.approx(4.75)
     d = json.loads(json.dumps(a.to_dict(), allow_nan=False))
     assert d["levels_all"] == {"1": 1, "2": 2, "3": 1}
     assert d["turns"]["counts"] == {"1": 3, "2": 1, "3": 1}
@@ -106,8 +102,7 @@ def test_empty_set():
     assert a.rows == 0
     assert a.instruction_tokens.n == a.turns.n == a.constraints.n == 0
     assert a.constraint_types == {} and a.levels_max == {} and a.levels_all == {}
-    # Statistics without data are left out of the metrics, not written as null.
-    assert headline(a) == {"rows": 0}
+    assert a.instruction_tokens.median is None and a.turns.mean is None
     json.dumps(a.to_dict(), allow_nan=False)
 
 

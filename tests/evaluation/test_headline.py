@@ -11,7 +11,7 @@ import pytest
 
 from complexif.evaluation import benchmarks
 from complexif.evaluation.headline import HEADLINES, headline
-from complexif.tracking import flatten_metrics
+from complexif.tracking import flatten_metrics, numeric
 from complexif.training.report import headline as train_headline
 from stages import evaluate as stage
 from tests.conftest import repo_params, updated
@@ -117,7 +117,7 @@ def test_evaluate_stage_writes_headlines_for_dvc_and_logs_everything_to_mlflow(s
         "csl": 1.1667,
     }
     # MLflow: every figure, full precision, under the names it always had.
-    expected = flatten_metrics(benchmarks.numeric({"ifeval": IFEVAL, "followbench": FOLLOWBENCH}))
+    expected = flatten_metrics(numeric({"ifeval": IFEVAL, "followbench": FOLLOWBENCH}))
     assert run.metrics == expected
     assert run.metrics["ifeval.prompt_level_strict_acc"] == 0.17
     assert run.metrics["ifeval.inst_level_strict_acc"] == 0.2654320987654321

@@ -459,3 +459,46 @@ def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_
     # No request failed, and the (empty) failure ledger is kept with each run as evidence.
     assert [r.artifacts for r in runs] == [[tmp_path / "ledger" / "respond.jsonl"]] * 2
     assert server_stats(echo_server)["requests"] == 4
+
+
+def test_the_failure_share_counts_rows_not_calls(echo_server, tmp_path):
+    # Two rows asking the same thing are sent once but are two rows: both unusable is 2 of 2
+    # (counting calls said "2 of 1" and broke any limit, 1.0 included).
+    import yaml
+
+    from complexif.config import Params, deep_merge
+    from complexif.llm.session import TooManyFailures, llm_session
+    from complexif.llm.step import LLMStep, ParseError, run_step
+    from tests.conftest import REPO_ROOT
+
+    def unusable(row, text):
+        raise ParseError("never usable")
+
+    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    role = {"backend": "openai", "model": "echo", "api": {"base_url": echo_server}}
+    params = Params.model_validate(
+        deep_merge(
+            raw,
+            {
+                "respond": {"student": role},
+                "llm": {"progress": False, "cache": {"path": str(tmp_path / "c.sqlite")}},
+                "paths": {"ledger_dir": str(tmp_path / "ledger")},
+            },
+        )
+    )
+    step = LLMStep(
+        "same",
+        "student",
+        None,
+        prompt=lambda row: [{"role": "user", "content": "hi"}],
+        parse=unusable,
+    )
+    rows = [{"id": "a"}, {"id": "b"}]
+    with pytest.raises(TooManyFailures, match=r"^2 of 2 requests failed \(more than x=0.9\)"):
+        with llm_session("respond", params, failure_limit=("x", 0.9)) as session:
+            result = run_step(session.client("student", params.respond.student), step, rows, PARAMS)
+            assert [f.kind for f in result.failures] == ["parse_failed", "parse_failed"]
+    # At a limit of 1.0 nothing stops: every row failing is the whole share, not more.
+    with llm_session("respond", params, failure_limit=("x", 1.0)) as session:
+        run_step(session.client("student", params.respond.student), step, rows, PARAMS)
+    assert server_stats(echo_server)["requests"] == 1

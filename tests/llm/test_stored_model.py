@@ -15,10 +15,10 @@ from complexif.llm.stored_model import (
     StoredModelError,
     load_causal_lm,
     read_stack,
+    save_merged,
     save_stack,
     stored_bytes,
 )
-from complexif.training.common import save_merged
 from tests.conftest import gen_params
 
 F32 = torch.float32

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-from complexif.training.common import TrainResult, save_merged
+from complexif.llm.stored_model import save_merged
+from complexif.training.common import TrainResult
 from complexif.training.report import log_training
 from tests.llm.test_model_source import as_transformers, files
 

@@ -166,16 +166,3 @@ def analyse(samples: Sequence[Sample], count_tokens: Callable[[str], int]) -> Da
         levels_max=dict(sorted(Counter(max(s.levels) for s in samples if s.levels).items())),
         levels_all=dict(sorted(Counter(lv for s in samples for lv in s.levels).items())),
     )
-
-
-def headline(analysis: DatasetAnalysis) -> dict[str, float | int]:
-    """The few numbers worth tracking run to run (DVC metrics). A statistic with no data (no
-    row states its constraints, say) is left out rather than written as null."""
-    values: dict[str, float | int | None] = {
-        "rows": analysis.rows,
-        "instruction_tokens_median": analysis.instruction_tokens.median,
-        "response_tokens_median": analysis.response_tokens.median,
-        "turns_mean": analysis.turns.mean,
-        "constraints_mean": analysis.constraints.mean,
-    }
-    return {k: v for k, v in values.items() if v is not None}

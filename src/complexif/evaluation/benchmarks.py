@@ -55,16 +55,3 @@ def evaluate_model(
         write_headline(paths.eval_metrics(model, benchmark), benchmark, metrics)
         results[benchmark] = metrics
     return results
-
-
-def numeric(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """The numbers of nested metrics (MLflow takes nothing else): None and text left out."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, Mapping):
-            inner = numeric(value)
-            if inner:
-                out[key] = inner
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = value
-    return out

@@ -124,11 +124,12 @@ class LLMSession:
         """
         counts = self.ledger.counts()
         failed = counts.get("request_failed", 0) + counts.get("parse_failed", 0)
-        # Every row's request either got an answer (called or cached) or failed for good; a
-        # repair re-ask is a second call for a row already counted.
+        # Every row's request got a result (an answer, called or cached, or a failure); a
+        # repair re-ask is a second request for a row already counted. Rows, not calls: two
+        # rows asking the same thing in one batch are sent once but are two rows.
         usages = self.meter.by_role.values()
-        answered = sum(u.requests + u.cache_hits for u in usages)
-        attempted = answered + counts.get("request_failed", 0) - sum(u.repairs for u in usages)
+        rows = sum(client.answers for client in self._clients.values())
+        attempted = rows - sum(u.repairs for u in usages)
         key, limit = self.failure_limit
         if attempted and failed / attempted > limit:
             raise TooManyFailures(

@@ -203,14 +203,24 @@ def stored_bytes(model_dir: str | Path) -> int:
     return sum(p.stat().st_size for p in Path(model_dir).rglob("*") if p.is_file())
 
 
+def save_merged(model, tokenizer, out_dir: str | Path, dtype: Any) -> None:
+    """Save ``model`` (a LoRA adapter merged into its weights first) as a plain directory of
+    ``dtype`` weights (a torch dtype)."""
+    from complexif.llm.model_source import save_model_dir
+
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    model = model.to(dtype) if model.dtype != dtype else model
+    # Trainers switch the KV cache off for training; the saved model is for generation.
+    model.config.use_cache = True
+    save_model_dir(model, tokenizer, out_dir)
+
+
 def write_merged(model_dir: str | Path, out_dir: str | Path, dtype: Any) -> None:
     """Write ``model_dir`` (a stack or whole weights) as a plain directory of ``dtype`` weights,
     for tools that load only those (``vllm serve``, the hub)."""
     import torch
     from transformers import AutoTokenizer
 
-    from complexif.llm.model_source import save_model_dir
-
-    model = load_causal_lm(model_dir, torch.float32).to(dtype)
-    model.config.use_cache = True
-    save_model_dir(model, AutoTokenizer.from_pretrained(str(model_dir)), out_dir)
+    model = load_causal_lm(model_dir, torch.float32)
+    save_merged(model, AutoTokenizer.from_pretrained(str(model_dir)), out_dir, dtype)

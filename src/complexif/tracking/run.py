@@ -228,6 +228,19 @@ def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str
     return flat
 
 
+def numeric(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers of nested metrics (MLflow takes nothing else): None and text left out."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            inner = numeric(value)
+            if inner:
+                out[key] = inner
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = value
+    return out
+
+
 def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """Nested metric dicts become dotted keys; values must be numbers (bools count as 0/1)."""
     flat: dict[str, float] = {}

@@ -23,8 +23,7 @@ import torch
 
 from complexif.config import LoraConfig, TrainCommon
 from complexif.ids import content_id
-from complexif.llm.model_source import save_model_dir
-from complexif.llm.stored_model import load_causal_lm, save_stack
+from complexif.llm.stored_model import load_causal_lm, save_merged, save_stack
 from complexif.llm.transformers_backend import (
     model_fingerprint,
     resolve_device,
@@ -240,17 +239,6 @@ def save_output(
         save_stack(model, tokenizer, out_dir, start_dir)
     else:
         save_merged(model, tokenizer, out_dir, getattr(torch, merged_dtype))
-
-
-def save_merged(model, tokenizer, out_dir: str | Path, dtype: torch.dtype) -> None:
-    """Save ``model`` (a LoRA adapter merged into its weights first) as a plain directory of
-    ``dtype`` weights."""
-    if hasattr(model, "merge_and_unload"):
-        model = model.merge_and_unload()
-    model = model.to(dtype) if model.dtype != dtype else model
-    # Trainers switch the KV cache off for training; the saved model is for generation.
-    model.config.use_cache = True
-    save_model_dir(model, tokenizer, out_dir)
 
 
 def loss_history(trainer) -> list[dict[str, float]]:
