@@ -35,6 +35,20 @@ REPAIR = load_template(PROMPTS, "publish/score_repair.txt")
 # parse_score
 
 
+def _score(client, samples, *, repair, score_rejected, tokens=(16, 16)):
+    """score_samples with the shipped templates and greedy params of ``tokens`` new tokens."""
+    return score_samples(
+        client,
+        samples,
+        complexity=COMPLEXITY_TEMPLATE,
+        quality=QUALITY_TEMPLATE,
+        repair=repair,
+        complexity_params=gen_params(tokens[0]),
+        quality_params=gen_params(tokens[1]),
+        score_rejected=score_rejected,
+    )
+
+
 @pytest.mark.parametrize(
     "text, score",
     [
@@ -179,16 +193,7 @@ def judge_answer(request: ChatRequest) -> str:
 def judged(tmp_path):
     backend = ScriptedBackend(judge_answer)
     client = llm_client(backend, tmp_path, role="judge")
-    scores = score_samples(
-        client,
-        SAMPLES,
-        complexity=COMPLEXITY_TEMPLATE,
-        quality=QUALITY_TEMPLATE,
-        repair=REPAIR,
-        complexity_params=gen_params(16),
-        quality_params=gen_params(24),
-        score_rejected=True,
-    )
+    scores = _score(client, SAMPLES, repair=REPAIR, score_rejected=True, tokens=(16, 24))
     return scores, backend, client
 
 
@@ -294,15 +299,8 @@ def test_scores_go_to_json_with_their_prompt_versions(judged, tmp_path):
 def test_rejected_answers_are_scored_only_when_asked(tmp_path):
     backend = ScriptedBackend(lambda request: "Score: 3")
     sft = [Sample("a", "conifer", "Do x.", "x", 1), Sample("b", "conifer", "Do y.", "y", 1)]
-    scores = score_samples(
-        llm_client(backend, tmp_path, role="judge"),
-        sft,
-        complexity=COMPLEXITY_TEMPLATE,
-        quality=QUALITY_TEMPLATE,
-        repair=None,
-        complexity_params=gen_params(16),
-        quality_params=gen_params(16),
-        score_rejected=False,
+    scores = _score(
+        llm_client(backend, tmp_path, role="judge"), sft, repair=None, score_rejected=False
     )
     assert scores.kinds == (COMPLEXITY, QUALITY)
     assert [r.id for r in backend.requests] == [
@@ -321,15 +319,8 @@ def test_rejected_answers_are_scored_only_when_asked(tmp_path):
 def test_without_a_repair_template_an_unusable_reply_is_ledgered_at_once(tmp_path):
     backend = ScriptedBackend(lambda request: "Score: 9" if request.id == "a/quality" else "2")
     client = llm_client(backend, tmp_path, role="judge")
-    scores = score_samples(
-        client,
-        [Sample("a", "fcs", "Do x.", "x", 1)],
-        complexity=COMPLEXITY_TEMPLATE,
-        quality=QUALITY_TEMPLATE,
-        repair=None,
-        complexity_params=gen_params(16),
-        quality_params=gen_params(16),
-        score_rejected=False,
+    scores = _score(
+        client, [Sample("a", "fcs", "Do x.", "x", 1)], repair=None, score_rejected=False
     )
     assert len(backend.requests) == 2
     assert scores.scores == {COMPLEXITY: {"a": 2}, QUALITY: {"a": None}}
@@ -348,14 +339,10 @@ def test_without_a_repair_template_an_unusable_reply_is_ledgered_at_once(tmp_pat
 def test_bad_samples_are_refused_before_any_request(tmp_path, samples, score_rejected, message):
     backend = ScriptedBackend(lambda request: "Score: 3")
     with pytest.raises(ValueError, match=message):
-        score_samples(
+        _score(
             llm_client(backend, tmp_path, role="judge"),
             samples,
-            complexity=COMPLEXITY_TEMPLATE,
-            quality=QUALITY_TEMPLATE,
             repair=REPAIR,
-            complexity_params=gen_params(16),
-            quality_params=gen_params(16),
             score_rejected=score_rejected,
         )
     assert backend.requests == []
@@ -383,16 +370,7 @@ def test_a_real_model_judge_leaves_every_request_scored_or_ledgered(tiny_model_d
 
     llm = TransformersLLM(tiny_model_dir, 8, "cpu", engine="continuous", precision="float32")
     client = llm_client(llm, tmp_path, role="judge")
-    scores = score_samples(
-        client,
-        SAMPLES[:3],
-        complexity=COMPLEXITY_TEMPLATE,
-        quality=QUALITY_TEMPLATE,
-        repair=REPAIR,
-        complexity_params=gen_params(8),
-        quality_params=gen_params(8),
-        score_rejected=True,
-    )
+    scores = _score(client, SAMPLES[:3], repair=REPAIR, score_rejected=True, tokens=(8, 8))
     ledgered = Counter(e.request_id for e in client.ledger.entries)
     for kind in (COMPLEXITY, QUALITY, QUALITY_REJECTED):
         for sample_id, score in scores.scores[kind].items():

@@ -409,18 +409,17 @@ def test_a_note_says_how_many_answers_earlier_runs_wrote(echo_server, tmp_path):
     assert "3 by respond (MLflow run aaa)" in note and "2 by respond (MLflow run bbb)" in note
 
 
-def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_path, caplog):
-    import logging
-
+def _echo_params(echo_server: str, tmp_path: Path):
+    """The repository's params with the student at the echo server, the cache and the ledger
+    under ``tmp_path``."""
     import yaml
 
     from complexif.config import Params, deep_merge
-    from complexif.llm.session import llm_session
     from tests.conftest import REPO_ROOT
 
     raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     role = {"backend": "openai", "model": "echo", "api": {"base_url": echo_server}}
-    params = Params.model_validate(
+    return Params.model_validate(
         deep_merge(
             raw,
             {
@@ -430,6 +429,14 @@ def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_
             },
         )
     )
+
+
+def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_path, caplog):
+    import logging
+
+    from complexif.llm.session import llm_session
+
+    params = _echo_params(echo_server, tmp_path)
 
     class Run:  # the bits of a StageRun the session uses
         def __init__(self, run_id: str) -> None:
@@ -464,28 +471,14 @@ def test_the_stage_logs_the_note_and_the_cache_records_its_run(echo_server, tmp_
 def test_the_failure_share_counts_rows_not_calls(echo_server, tmp_path):
     # Two rows asking the same thing are sent once but are two rows: both unusable is 2 of 2
     # (counting calls said "2 of 1" and broke any limit, 1.0 included).
-    import yaml
 
-    from complexif.config import Params, deep_merge
     from complexif.llm.session import TooManyFailures, llm_session
     from complexif.llm.step import LLMStep, ParseError, run_step
-    from tests.conftest import REPO_ROOT
 
     def unusable(row, text):
         raise ParseError("never usable")
 
-    raw = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    role = {"backend": "openai", "model": "echo", "api": {"base_url": echo_server}}
-    params = Params.model_validate(
-        deep_merge(
-            raw,
-            {
-                "respond": {"student": role},
-                "llm": {"progress": False, "cache": {"path": str(tmp_path / "c.sqlite")}},
-                "paths": {"ledger_dir": str(tmp_path / "ledger")},
-            },
-        )
-    )
+    params = _echo_params(echo_server, tmp_path)
     step = LLMStep(
         "same",
         "student",
