@@ -11,7 +11,7 @@ from complexif.config import LLMRoleConfig, Params
 from complexif.curation.funnel import Funnel
 from complexif.io import iter_jsonl
 from complexif.llm.model_source import EMBEDDED_GGUF, EMBEDDED_PACKAGE
-from complexif.orchestration.git import GitError, git
+from complexif.orchestration.git import GitError, dirty_paths, head
 
 # What defines the recipe: a change here uncommitted means the commit alone does not say how the
 # data was made. (Stage outputs git tracks, such as gate reports, change during every run.)
@@ -80,11 +80,6 @@ def code_revision(root: str | Path) -> tuple[str | None, tuple[str, ...]]:
     """The git commit of ``root`` and the recipe files (:data:`RECIPE_PATHS`) that differ from
     it, untracked ones included; (None, ()) outside a git checkout."""
     try:
-        commit = git(root, "rev-parse", "HEAD")
-        status = git(
-            root, "status", "--porcelain", "--untracked-files=all", "--", *RECIPE_PATHS, strip=False
-        )
+        return head(root), tuple(dirty_paths(root, *RECIPE_PATHS))
     except (GitError, OSError):
         return None, ()
-    # Porcelain lines are "XY path": the status columns may start with a space.
-    return commit, tuple(line[3:] for line in status.splitlines() if line.strip())

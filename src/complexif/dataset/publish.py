@@ -33,6 +33,7 @@ from complexif.dataset.index import CARD, datasets_markdown, write_headlines
 from complexif.dataset.provenance import base_model, code_revision, fcs_funnel, role_rows
 from complexif.dataset.records import Sample, to_samples
 from complexif.dataset.scoring import COMPLEXITY, QUALITY, QUALITY_REJECTED, Scores
+from complexif.evaluation.headline import DIGITS
 from complexif.io import read_jsonl, read_text, write_json, write_text
 from complexif.tracking import flatten_metrics, numeric
 from complexif.tracking.inputs import file_md5
@@ -135,7 +136,9 @@ def headline(
         "quality": mean(QUALITY),
     }
     return {
-        k: round(v, 4) if isinstance(v, float) else v for k, v in values.items() if v is not None
+        k: round(v, DIGITS) if isinstance(v, float) else v
+        for k, v in values.items()
+        if v is not None
     }
 
 

@@ -39,11 +39,12 @@ def git(
     return proc.stdout.strip() if strip else proc.stdout
 
 
-def dirty_paths(root: str | os.PathLike[str]) -> list[str]:
+def dirty_paths(root: str | os.PathLike[str], *pathspec: str) -> list[str]:
     """Files that differ from HEAD: modified, staged, deleted, or untracked and not ignored
-    (what a commit of the workspace would fold in)."""
+    (what a commit of the workspace would fold in); only under ``pathspec`` when given."""
     # Porcelain lines are "XY path": the status columns may start with a space.
-    out = git(root, "status", "--porcelain", "--untracked-files=all", strip=False)
+    args = ("--", *pathspec) if pathspec else ()
+    out = git(root, "status", "--porcelain", "--untracked-files=all", *args, strip=False)
     return [line[3:] for line in out.splitlines() if line.strip()]
 
 
