@@ -85,8 +85,10 @@ plots: setup
 	$(PY) -m complexif.plots_page
 	dvc plots show
 
+# Two workers, a test file each at a time (module fixtures are built once): the end-to-end
+# pipeline runs on one while the rest of the suite runs on the other.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 # The acceptance run left out of `make test`: the real tiny pipeline dispatched through Prefect to
 # a CPU and a GPU worker in two clones, compared byte for byte with a single-machine run.

@@ -1,18 +1,21 @@
 import ast
+import copy
 import re
 from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from complexif.config import (
     ConfigError,
     Params,
     deep_merge,
     key_lines,
+    key_locator,
     load_params,
     section_fields,
+    validation_problems,
 )
 from complexif.presets import apply_preset
 from tests.conftest import REPO_ROOT
@@ -87,23 +90,29 @@ RAW = yaml.safe_load(PARAMS_TEXT)
 KEYS = _schema_keys(RAW, Params)
 
 
-def test_every_key_of_params_yaml_is_required(tmp_path):
+def _without(key: tuple) -> dict:
+    raw = copy.deepcopy(RAW)
+    node = raw
+    for part in key[:-1]:
+        node = node[part]
+    del node[key[-1]]
+    return raw
+
+
+def test_every_key_of_params_yaml_is_required():
     # A key that still loads when removed has a second default in code, which can disagree.
+    # Validated in memory (load_params would parse the YAML three times for each of 400 keys);
+    # the message is made as load_params makes it, and the file round trip is the next test's.
     assert len(KEYS) > 150
+    path = REPO_ROOT / "params.yaml"
+    locate = key_locator(path, PARAMS_TEXT)
     sneaked_back = []
     for key in KEYS:
-        raw = yaml.safe_load(PARAMS_TEXT)
-        node = raw
-        for part in key[:-1]:
-            node = node[part]
-        del node[key[-1]]
-        path = tmp_path / "params.yaml"
-        path.write_text(yaml.safe_dump(raw, sort_keys=False))
         dotted = ".".join(map(str, key))
         try:
-            load_params(path)
-        except ConfigError as exc:
-            lines = str(exc).splitlines()
+            Params.model_validate(_without(key))
+        except ValidationError as exc:
+            lines = validation_problems(exc, locate)
             expected = rf"{re.escape(str(path))}(:\d+)?: {re.escape(dotted)}: required key missing "
             assert len(lines) == 1 and re.match(expected, lines[0]), (dotted, lines)
         else:
@@ -111,6 +120,19 @@ def test_every_key_of_params_yaml_is_required(tmp_path):
     assert not sneaked_back, (
         f"keys with a default in code as well as in params.yaml: {sneaked_back}"
     )
+
+
+@pytest.mark.parametrize(
+    "key", [KEYS[0], KEYS[len(KEYS) // 2], KEYS[-1]], ids=lambda key: ".".join(map(str, key))
+)
+def test_a_missing_key_in_the_file_is_one_line_naming_file_and_key(tmp_path, key):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(_without(key), sort_keys=False))
+    dotted = ".".join(map(str, key))
+    lines = _error(path).splitlines()
+    assert len(lines) == 1 and re.match(
+        rf"{re.escape(str(path))}(:\d+)?: {re.escape(dotted)}: required key missing ", lines[0]
+    ), lines
 
 
 def _defaulted_fields(model: type[BaseModel], seen: set) -> set[str]:

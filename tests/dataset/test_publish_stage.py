@@ -322,3 +322,28 @@ def test_a_rerun_asks_the_judge_nothing_new(published):
     assert published["asked_again"] == 0
     index = (published["root"] / "data" / "publish" / "README.md").read_text()
     assert re.search(r"\| sft \| 4 \|", index)
+
+
+def test_with_scores_off_no_judge_is_asked_and_the_ledger_is_written_empty(published, tmp_path):
+    # The ledger is one of the stage's DVC outputs: DVC fails a stage that leaves one out.
+    import shutil
+
+    root = published["root"]
+    for part in ("data", "reports"):
+        shutil.copytree(root / part, tmp_path / part, ignore=shutil.ignore_patterns("publish"))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "base").symlink_to((root / "models" / "base").resolve())
+    ledger = tmp_path / "data" / "ledger" / "publish.jsonl"
+    ledger.unlink()
+    # A judge URL nothing listens on: a request would fail the stage.
+    params = updated(
+        _params(tmp_path, "http://127.0.0.1:9/v1"), publish={"scores": {"enabled": False}}
+    )
+    run = RecordingRun()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path)
+        stage.main(params, run)
+    assert ledger.read_text() == ""
+    ds = _load(tmp_path / "data" / "publish" / "sft")
+    assert ds.num_rows == 4
+    assert not [c for c in ds.column_names if c.startswith("judge_")]

@@ -373,9 +373,14 @@ def publish_all(params: Params, run: Any) -> list[Published]:
     if cfg.scores.enabled and cfg.scores.reference == "general_data":
         general = params.train.sft.general_data.path
         reference = to_samples(general, read_jsonl(general))
-    scores, ref_scores = (
-        score_all(params, run, samples, reference) if cfg.scores.enabled else ({}, None)
-    )
+    if cfg.scores.enabled:
+        scores, ref_scores = score_all(params, run, samples, reference)
+    else:
+        from complexif.llm.ledger import FailureLedger
+
+        # The ledger is a DVC output of the stage: with no judge asked, it is written empty.
+        FailureLedger(STAGE).write(Path(paths.ledger_dir) / f"{STAGE}.jsonl")
+        scores, ref_scores = {}, None
     ctx = load_context(params)
     published: list[Published] = []
     with atomic_dir(paths.publish_dir) as tmp:
