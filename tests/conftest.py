@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    # The end-to-end pipeline (``tiny_repo``, about 20 minutes on 2 cores) comes first: under
+    # The end-to-end pipeline (``tiny_repo``, about half an hour on 2 cores) comes first: under
     # `make test`'s ``-n 2 --dist loadfile`` one worker starts it at once and the other takes
     # every other file meanwhile; scheduled last, it would run alone at the end.
     items.sort(key=lambda item: "tiny_repo" not in getattr(item, "fixturenames", ()))

@@ -99,6 +99,12 @@ def _without(key: tuple) -> dict:
     return raw
 
 
+def _missing_key_line(path: Path, key: tuple) -> str:
+    """The one line load_params gives for ``key`` left out of ``path``, as a regex."""
+    dotted = re.escape(".".join(map(str, key)))
+    return rf"{re.escape(str(path))}(:\d+)?: {dotted}: required key missing "
+
+
 def test_every_key_of_params_yaml_is_required():
     # A key that still loads when removed has a second default in code, which can disagree.
     # Validated in memory (load_params would parse the YAML three times for each of 400 keys);
@@ -108,15 +114,13 @@ def test_every_key_of_params_yaml_is_required():
     locate = key_locator(path, PARAMS_TEXT)
     sneaked_back = []
     for key in KEYS:
-        dotted = ".".join(map(str, key))
         try:
             Params.model_validate(_without(key))
         except ValidationError as exc:
             lines = validation_problems(exc, locate)
-            expected = rf"{re.escape(str(path))}(:\d+)?: {re.escape(dotted)}: required key missing "
-            assert len(lines) == 1 and re.match(expected, lines[0]), (dotted, lines)
+            assert len(lines) == 1 and re.match(_missing_key_line(path, key), lines[0]), lines
         else:
-            sneaked_back.append(dotted)
+            sneaked_back.append(".".join(map(str, key)))
     assert not sneaked_back, (
         f"keys with a default in code as well as in params.yaml: {sneaked_back}"
     )
@@ -128,11 +132,8 @@ def test_every_key_of_params_yaml_is_required():
 def test_a_missing_key_in_the_file_is_one_line_naming_file_and_key(tmp_path, key):
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(_without(key), sort_keys=False))
-    dotted = ".".join(map(str, key))
     lines = _error(path).splitlines()
-    assert len(lines) == 1 and re.match(
-        rf"{re.escape(str(path))}(:\d+)?: {re.escape(dotted)}: required key missing ", lines[0]
-    ), lines
+    assert len(lines) == 1 and re.match(_missing_key_line(path, key), lines[0]), lines
 
 
 def _defaulted_fields(model: type[BaseModel], seen: set) -> set[str]:

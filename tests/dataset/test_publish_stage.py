@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -326,8 +327,6 @@ def test_a_rerun_asks_the_judge_nothing_new(published):
 
 def test_with_scores_off_no_judge_is_asked_and_the_ledger_is_written_empty(published, tmp_path):
     # The ledger is one of the stage's DVC outputs: DVC fails a stage that leaves one out.
-    import shutil
-
     root = published["root"]
     for part in ("data", "reports"):
         shutil.copytree(root / part, tmp_path / part, ignore=shutil.ignore_patterns("publish"))

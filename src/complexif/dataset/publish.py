@@ -324,7 +324,9 @@ def score_all(
     params: Params, run: Any, sets: Mapping[str, list[Sample]], reference: list[Sample] | None
 ) -> tuple[dict[str, Scores], Scores | None]:
     """The judge's scores of every set (and of the reference set once), in one LLM session:
-    its cache, its ledger (``<ledger_dir>/publish.jsonl``) and its failure limit."""
+    its cache, its ledger (``<ledger_dir>/publish.jsonl``) and its failure limit. With
+    ``publish.scores.enabled`` off nobody is asked ({} and None); the session still writes its
+    ledger, empty, as DVC expects of the stage."""
     from complexif.dataset.scoring import score_samples
     from complexif.llm.factory import step_params
     from complexif.llm.prompts import load_template
@@ -332,19 +334,21 @@ def score_all(
 
     cfg = params.publish.scores
     judge = params.evaluate.judge
-
-    def template(name: str):
-        return load_template(params.paths.prompts_dir, f"{cfg.prompts_dir}/{name}")
-
-    kwargs = {
-        "complexity": template(cfg.complexity.template),
-        "quality": template(cfg.quality.template),
-        "repair": template(cfg.repair_template) if cfg.repair_template else None,
-        "complexity_params": step_params(judge, cfg.complexity),
-        "quality_params": step_params(judge, cfg.quality),
-    }
     limit = ("publish.scores.max_failure_fraction", cfg.max_failure_fraction)
     with llm_session(STAGE, params, run, failure_limit=limit) as session:
+        if not cfg.enabled:
+            return {}, None
+
+        def template(name: str):
+            return load_template(params.paths.prompts_dir, f"{cfg.prompts_dir}/{name}")
+
+        kwargs = {
+            "complexity": template(cfg.complexity.template),
+            "quality": template(cfg.quality.template),
+            "repair": template(cfg.repair_template) if cfg.repair_template else None,
+            "complexity_params": step_params(judge, cfg.complexity),
+            "quality_params": step_params(judge, cfg.quality),
+        }
         llm = session.client("judge", judge)
         scores = {
             name: score_samples(
@@ -373,14 +377,7 @@ def publish_all(params: Params, run: Any) -> list[Published]:
     if cfg.scores.enabled and cfg.scores.reference == "general_data":
         general = params.train.sft.general_data.path
         reference = to_samples(general, read_jsonl(general))
-    if cfg.scores.enabled:
-        scores, ref_scores = score_all(params, run, samples, reference)
-    else:
-        from complexif.llm.ledger import FailureLedger
-
-        # The ledger is a DVC output of the stage: with no judge asked, it is written empty.
-        FailureLedger(STAGE).write(Path(paths.ledger_dir) / f"{STAGE}.jsonl")
-        scores, ref_scores = {}, None
+    scores, ref_scores = score_all(params, run, samples, reference)
     ctx = load_context(params)
     published: list[Published] = []
     with atomic_dir(paths.publish_dir) as tmp:
